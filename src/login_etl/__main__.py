@@ -1,0 +1,5 @@
+import sys
+
+from login_etl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,15 @@
+"""PostgreSQL adapter: schema migrations, the batch sink, and quarantine reads."""
+
+from login_etl.adapters.postgres.connection import connect
+from login_etl.adapters.postgres.quarantine import QuarantineEntry, QuarantineStore
+from login_etl.adapters.postgres.schema import SCHEMA_VERSION, migrate
+from login_etl.adapters.postgres.sink import PostgresSink
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "PostgresSink",
+    "QuarantineEntry",
+    "QuarantineStore",
+    "connect",
+    "migrate",
+]

@@ -1,0 +1,144 @@
+"""The batch sink: one transaction per batch, loaded with COPY.
+
+A batch's outcomes are COPYed into a temporary staging table, then one statement claims the
+batch's message ids in `login_etl.processed_messages` (`ON CONFLICT DO NOTHING`) and inserts rows
+and rejections for exactly the ids it claimed. A redelivered message claims nothing and so loads
+nothing. Two workers holding the same message serialise on its primary key: the second waits for
+the first to commit and then finds it claimed. Rows, rejections and ledger entries commit
+together or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+
+import psycopg
+
+from login_etl.adapters.postgres.connection import connect, translated
+from login_etl.core.model import Loaded, Outcome
+from login_etl.errors import SinkUnavailable
+from login_etl.ports import CommitResult
+
+log = logging.getLogger(__name__)
+
+# ON COMMIT DELETE ROWS: the table lives as long as the connection and empties at each commit,
+# so a batch costs no DDL.
+_CREATE_STAGE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS login_etl_stage (
+    message_id       text NOT NULL,
+    user_id          text,
+    device_type      text,
+    masked_ip        text,
+    masked_device_id text,
+    locale           text,
+    app_version      integer,
+    create_date      date,
+    reason           text,
+    body             bytea,
+    sent_at          timestamptz
+) ON COMMIT DELETE ROWS
+"""
+
+_COPY_STAGE = """
+COPY login_etl_stage (message_id, user_id, device_type, masked_ip, masked_device_id, locale,
+                      app_version, create_date, reason, body, sent_at) FROM STDIN
+"""
+
+# ORDER BY message_id: concurrent batches that share ids lock them in the same order, so they
+# wait for each other instead of deadlocking.
+_APPLY = """
+WITH claimed AS (
+    INSERT INTO login_etl.processed_messages (message_id)
+    SELECT message_id FROM login_etl_stage ORDER BY message_id
+    ON CONFLICT (message_id) DO NOTHING
+    RETURNING message_id
+), loaded AS (
+    INSERT INTO public.user_logins
+        (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
+    SELECT s.user_id, s.device_type, s.masked_ip, s.masked_device_id, s.locale, s.app_version,
+           s.create_date
+    FROM login_etl_stage s JOIN claimed c USING (message_id)
+    WHERE s.reason IS NULL
+    RETURNING 1
+), rejected AS (
+    INSERT INTO login_etl.rejected_messages (message_id, sent_at, reason, body)
+    SELECT s.message_id, s.sent_at, s.reason, s.body
+    FROM login_etl_stage s JOIN claimed c USING (message_id)
+    WHERE s.reason IS NOT NULL
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM loaded), (SELECT count(*) FROM rejected)
+"""
+
+_VAULT = """
+INSERT INTO login_etl.masked_values (token, field, ciphertext) VALUES (%s, %s, %s)
+ON CONFLICT (token) DO NOTHING
+"""
+
+
+def _sent_at(ms: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
+
+
+def _stage_record(outcome: Outcome) -> tuple[object, ...]:
+    if isinstance(outcome, Loaded):
+        r = outcome.row
+        return (outcome.message_id, r.user_id, r.device_type, r.masked_ip, r.masked_device_id,
+                r.locale, r.app_version, r.create_date, None, None, None)
+    return (outcome.message_id, None, None, None, None, None, None, None,
+            outcome.reason, outcome.sealed_body, _sent_at(outcome.sent_timestamp_ms))
+
+
+class PostgresSink:
+    """Commits batches of outcomes; reconnects after a lost connection."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def _connection(self) -> psycopg.Connection[tuple[object, ...]]:
+        if self._conn is None or self._conn.closed:
+            conn = connect(self._url)
+            with translated("create staging table"):
+                conn.execute(_CREATE_STAGE)
+                conn.commit()
+            self._conn = conn
+        return self._conn
+
+    def commit(self, outcomes: Sequence[Outcome]) -> CommitResult:
+        """Load a batch in one transaction. Duplicate message ids in the batch count once."""
+        unique = list({o.message_id: o for o in outcomes}.values())
+        duplicates = len(outcomes) - len(unique)
+        conn = self._connection()
+        try:
+            with translated("load batch"), conn.transaction():
+                with conn.cursor() as cur:
+                    with cur.copy(_COPY_STAGE) as copy:
+                        for outcome in unique:
+                            copy.write_row(_stage_record(outcome))
+                    vault = [(v.token, v.field, v.ciphertext)
+                             for o in unique if isinstance(o, Loaded) for v in o.vault]
+                    if vault:
+                        cur.executemany(_VAULT, vault)
+                    cur.execute(_APPLY)
+                    claimed, loaded, rejected = cur.fetchone() or (0, 0, 0)
+        except SinkUnavailable:
+            self.close()
+            raise
+        return CommitResult(
+            loaded=int(loaded), rejected=int(rejected),  # type: ignore[call-overload]
+            skipped=len(unique) - int(claimed) + duplicates,  # type: ignore[call-overload]
+        )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:  # already broken; closing is best effort
+                log.debug("closing a broken connection failed", exc_info=True)
+            self._conn = None
+
+
+__all__ = ["CommitResult", "PostgresSink"]

@@ -1,0 +1,209 @@
+"""SQS message source over boto3.
+
+Translates botocore errors into login-etl's: unreachable or throttled → SourceUnavailable
+(retry), missing queue or denied access → SourceError (stop).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from login_etl.core.model import Message
+from login_etl.errors import SourceError, SourceUnavailable
+from login_etl.ports import Backlog
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+    from login_etl.config import Settings
+
+log = logging.getLogger(__name__)
+
+# SQS's hard limits.
+MAX_MESSAGES_PER_RECEIVE = 10
+MAX_ENTRIES_PER_BATCH_CALL = 10
+
+DEFAULT_REGION = "us-east-1"
+# Credentials for an emulator (moto, LocalStack), which accepts any.
+EMULATOR_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+_AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+
+# Client errors that no retry will fix.
+_PERMANENT_CODES = frozenset({
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "InvalidAddress",
+    "InvalidSecurity",
+})
+
+
+def is_aws_host(host: str) -> bool:
+    return host.endswith(_AWS_HOST_SUFFIXES)
+
+
+def client_kwargs(settings: Settings, session: boto3.session.Session) -> dict[str, Any]:
+    """boto3 client arguments: boto3's own lookup, plus defaults for a non-AWS queue host.
+
+    With no endpoint configured and a queue URL on a host that is not AWS's, the endpoint is the
+    queue URL's scheme, host and port; with no credentials configured for such an endpoint,
+    `test`/`test`. The region defaults to the queue host's AWS region, else us-east-1.
+    """
+    parts = urlsplit(settings.queue_url)
+    host = parts.hostname or ""
+    kwargs: dict[str, Any] = {}
+    endpoint = settings.aws_endpoint_url
+    if endpoint is None and not is_aws_host(host):
+        endpoint = f"{parts.scheme}://{parts.netloc}"
+    if endpoint is not None:
+        kwargs["endpoint_url"] = endpoint
+    if endpoint is not None and session.get_credentials() is None:
+        kwargs.update(EMULATOR_CREDENTIALS)
+    if session.region_name is None:
+        labels = host.split(".")
+        aws_region = labels[1] if is_aws_host(host) and labels[0] == "sqs" else None
+        kwargs["region_name"] = aws_region or DEFAULT_REGION
+    return kwargs
+
+
+def _translate(err: Exception, action: str) -> Exception:
+    if isinstance(err, botocore.exceptions.ClientError):
+        code = err.response.get("Error", {}).get("Code", "")
+        if code in _PERMANENT_CODES:
+            return SourceError(f"SQS {action}: {code}: {err.response['Error'].get('Message', '')}")
+        return SourceUnavailable(f"SQS {action}: {code or 'error'}")
+    if isinstance(err, botocore.exceptions.NoCredentialsError):
+        return SourceError(f"SQS {action}: no AWS credentials configured")
+    return SourceUnavailable(f"SQS {action}: {type(err).__name__}: {err}")
+
+
+_CAUGHT = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+def _chunks(items: Sequence[Message], size: int) -> Iterator[Sequence[Message]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class SqsSource:
+    """Receives, deletes and releases messages of one queue."""
+
+    def __init__(self, client: SQSClient, queue_url: str, *, visibility_timeout: int) -> None:
+        self._client = client
+        self.queue_url = queue_url
+        self._visibility_timeout = visibility_timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, max_connections: int = 10) -> SqsSource:
+        session = boto3.session.Session()
+        config = botocore.config.Config(
+            # botocore's standard mode retries throttling and 5xx with jittered backoff; longer
+            # outages surface as SourceUnavailable and the pipeline backs off.
+            retries={"mode": "standard", "max_attempts": 4},
+            connect_timeout=5,
+            # A long poll holds the connection for wait_time_seconds.
+            read_timeout=settings.wait_time_seconds + 10,
+            max_pool_connections=max_connections,
+        )
+        client = session.client("sqs", config=config, **client_kwargs(settings, session))
+        return cls(client, settings.queue_url, visibility_timeout=settings.visibility_timeout)
+
+    def receive(self, wait_seconds: int, max_messages: int = MAX_MESSAGES_PER_RECEIVE) -> list[Message]:
+        try:
+            response = self._client.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=max_messages,
+                WaitTimeSeconds=wait_seconds,
+                VisibilityTimeout=self._visibility_timeout,
+                MessageSystemAttributeNames=["SentTimestamp"],
+            )
+        except _CAUGHT as err:
+            raise _translate(err, "receive") from err
+        return [self._message(raw) for raw in response.get("Messages", [])]
+
+    @staticmethod
+    def _message(raw: Any) -> Message:
+        sent = raw.get("Attributes", {}).get("SentTimestamp")
+        try:
+            sent_ms = int(sent)
+        except (TypeError, ValueError):
+            # SQS always sends it when asked; an emulator might not. Receive time is the best
+            # remaining estimate of the login's date.
+            log.warning("message %s has no SentTimestamp; using receive time", raw["MessageId"])
+            sent_ms = int(time.time() * 1000)
+        return Message(
+            message_id=raw["MessageId"],
+            body=raw.get("Body", ""),
+            sent_timestamp_ms=sent_ms,
+            receipt=raw["ReceiptHandle"],
+        )
+
+    def delete(self, messages: Sequence[Message]) -> int:
+        """Delete with DeleteMessageBatch; returns how many deletes failed.
+
+        A failed delete is not an error: the message comes back after its visibility timeout and
+        the ledger recognises it as a redelivery.
+        """
+        failed = 0
+        for chunk in _chunks(messages, MAX_ENTRIES_PER_BATCH_CALL):
+            entries = [{"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)]
+            try:
+                response = self._client.delete_message_batch(
+                    QueueUrl=self.queue_url, Entries=entries
+                )
+            except _CAUGHT as err:
+                log.warning("delete of %d messages failed: %s", len(chunk), _translate(err, "delete"))
+                failed += len(chunk)
+                continue
+            for failure in response.get("Failed", []):
+                log.warning(
+                    "delete of message %s failed: %s",
+                    chunk[int(failure["Id"])].message_id, failure.get("Code"),
+                )
+                failed += 1
+        return failed
+
+    def release(self, messages: Sequence[Message]) -> None:
+        """Make messages visible again at once (visibility 0), for a batch not committed."""
+        for chunk in _chunks(messages, MAX_ENTRIES_PER_BATCH_CALL):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m.receipt, "VisibilityTimeout": 0}
+                for i, m in enumerate(chunk)
+            ]
+            try:
+                self._client.change_message_visibility_batch(
+                    QueueUrl=self.queue_url, Entries=entries
+                )
+            except _CAUGHT as err:
+                # They reappear at their visibility timeout instead; nothing is lost.
+                log.warning("release of %d messages failed: %s", len(chunk), _translate(err, "release"))
+
+    def backlog(self) -> Backlog:
+        try:
+            attrs = self._client.get_queue_attributes(
+                QueueUrl=self.queue_url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )["Attributes"]
+        except _CAUGHT as err:
+            raise _translate(err, "get queue attributes") from err
+        return Backlog(
+            visible=int(attrs.get("ApproximateNumberOfMessages", 0)),
+            in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            delayed=int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
+        )

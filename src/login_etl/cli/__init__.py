@@ -1,0 +1,43 @@
+"""The command line: a thin layer that builds settings and adapters, then calls the service.
+
+Exit status: 0 done, 1 an error (one line on stderr), 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from login_etl.cli import demo, keys, quarantine, run  # noqa: F401 - register the commands
+from login_etl.cli.app import app, err
+from login_etl.errors import ConfigError, LoginEtlError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `login-etl` script; returns the exit status."""
+    try:
+        result = app(args=argv, prog_name="login-etl", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        err.print("login-etl: interrupted")
+        return EXIT_INTERRUPTED
+    except ConfigError as error:
+        err.print(f"login-etl: {error}", markup=False)
+        return EXIT_USAGE
+    except LoginEtlError as error:
+        err.print(f"login-etl: error: {error}", markup=False)
+        return EXIT_ERROR
+    return result if isinstance(result, int) else 0
+
+
+__all__ = ["app", "main"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""`login-etl demo`."""
+
+from __future__ import annotations
+
+from login_etl.cli.app import app
+
+
+@app.command()
+def demo() -> None:
+    """Run everything locally (an SQS server and a PostgreSQL), load 100 generated messages,
+    and show what an analyst sees. Needs the `demo` extra."""
+    from login_etl.demo.show import run_demo  # noqa: PLC0415 - the demo extra is optional
+
+    run_demo()

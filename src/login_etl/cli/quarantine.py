@@ -1,0 +1,51 @@
+"""`login-etl quarantine list|show`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from login_etl.adapters.postgres import QuarantineStore, connect
+from login_etl.cli import options
+from login_etl.cli.app import out, quarantine_app
+from login_etl.config import load_settings
+from login_etl.errors import LoginEtlError
+from login_etl.keys import load_key_file
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    limit: Annotated[int, typer.Option(help="Show at most this many, newest first.")] = 100,
+    database_url: options.DatabaseUrl = None,
+) -> None:
+    """Show rejected messages: id, time and reason (never the body)."""
+    settings = load_settings(database_url=database_url)
+    with connect(settings.database_url.get_secret_value()) as conn:
+        store = QuarantineStore(conn)
+        entries, total = store.list(limit), store.count()
+    table = Table("message id", "rejected at (UTC)", "reason", title=f"{total} rejected messages")
+    for entry in entries:
+        table.add_row(entry.message_id, f"{entry.rejected_at:%Y-%m-%d %H:%M:%S}", entry.reason)
+    out.print(table)
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    message_id: Annotated[str, typer.Argument(help="The SQS MessageId of a rejected message.")],
+    keyset_file: options.KeysetFile = None,
+    database_url: options.DatabaseUrl = None,
+) -> None:
+    """Decrypt and print one rejected message's body."""
+    settings = load_settings(keyset_file=keyset_file, database_url=database_url)
+    sealer = load_key_file(settings.require_keyset_file()).sealer
+    with connect(settings.database_url.get_secret_value()) as conn:
+        entry = QuarantineStore(conn).get(message_id)
+    if entry is None:
+        raise LoginEtlError(f"no rejected message with id {message_id}")
+    out.print(f"message id:  {entry.message_id}", markup=False)
+    out.print(f"rejected at: {entry.rejected_at:%Y-%m-%d %H:%M:%S %Z}", markup=False)
+    out.print(f"reason:      {entry.reason}", markup=False)
+    out.print("body:", markup=False)
+    out.print(sealer.open(entry.message_id, entry.body), markup=False, highlight=False, soft_wrap=True)

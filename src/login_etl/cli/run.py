@@ -1,0 +1,107 @@
+"""`login-etl run` and `login-etl migrate`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from login_etl.cli import options
+from login_etl.cli.app import app, err, out
+from login_etl.config import load_settings
+from login_etl.logs import configure_logging
+from login_etl.pipeline import RunStats
+from login_etl.service import migrate_database, open_pipeline
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the pipeline to finish the batch in hand; a second one aborts."""
+    previous: dict[int, object] = {}
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        log.info("%s received: finishing the batch in hand", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, handle)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def summary(stats: RunStats) -> str:
+    return (
+        f"{stats.received} received, {stats.loaded} loaded, {stats.rejected} rejected, "
+        f"{stats.skipped} redeliveries skipped in {stats.seconds:.1f} s ({stats.rate:.1f} msgs/s)"
+    )
+
+
+@contextmanager
+def progress(enabled: bool) -> Iterator[Callable[[RunStats], None] | None]:
+    """A live line of counters on a terminal; nothing otherwise."""
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+        console=err, transient=True,
+    ) as bar:
+        task = bar.add_task("waiting for messages…", total=None)
+        yield lambda stats: bar.update(task, description=summary(stats))
+
+
+@app.command()
+def run(
+    until_empty: Annotated[
+        bool, typer.Option(help="Exit once the queue has no visible, in-flight or delayed message.")
+    ] = False,
+    queue_url: options.QueueUrl = None,
+    database_url: options.DatabaseUrl = None,
+    keyset_file: options.KeysetFile = None,
+    visibility_timeout: options.VisibilityTimeout = None,
+    wait_time_seconds: options.WaitTimeSeconds = None,
+    batch_size: options.BatchSize = None,
+    batch_wait_ms: options.BatchWaitMs = None,
+    log_level: options.LogLevel = None,
+) -> None:
+    """Load messages until SIGINT/SIGTERM (or, with --until-empty, until the queue is empty)."""
+    settings = load_settings(
+        queue_url=queue_url, database_url=database_url, keyset_file=keyset_file,
+        visibility_timeout=visibility_timeout, wait_time_seconds=wait_time_seconds,
+        batch_size=batch_size, batch_wait_ms=batch_wait_ms, log_level=log_level,
+    )
+    settings.require_keyset_file()
+    configure_logging(settings.log_level)
+    stop = threading.Event()
+    with stop_on_signals(stop), progress(until_empty and sys.stderr.isatty()) as on_batch:
+        with open_pipeline(settings, stop=stop, on_batch=on_batch) as pipeline:
+            stats = pipeline.run(until_empty=until_empty)
+    out.print(f"Done: {summary(stats)}")
+
+
+@app.command()
+def migrate(database_url: options.DatabaseUrl = None, log_level: options.LogLevel = None) -> None:
+    """Create or upgrade the service's schema (idempotent; `run` does it too)."""
+    settings = load_settings(database_url=database_url, log_level=log_level)
+    configure_logging(settings.log_level)
+    applied = migrate_database(settings.database_url.get_secret_value())
+    if applied:
+        out.print(f"Applied migrations {', '.join(map(str, applied))}.")
+    else:
+        out.print("Schema is up to date.")

@@ -1,0 +1,103 @@
+"""All configuration, read once at start-up into one frozen, typed object.
+
+Every `LOGIN_ETL_*` variable is also a CLI option; an option given on the command line wins.
+AWS region, credentials and endpoint are left to boto3's own lookup, except for the defaults the
+SQS adapter fills in for a local emulator (see `login_etl.adapters.sqs.client_kwargs`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from login_etl.errors import ConfigError
+
+ENV_PREFIX = "LOGIN_ETL_"
+DEFAULT_QUEUE_URL = "http://localhost:4566/000000000000/login-queue"
+DEFAULT_DATABASE_URL = "postgresql://postgres:postgres@localhost:5432/postgres"
+
+
+class Settings(BaseSettings):
+    """The service's settings. Secrets are `SecretStr`, so they never print or log."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    queue_url: str = DEFAULT_QUEUE_URL
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    keyset_file: Path | None = None
+    # SQS's own range is 0–43200; 0 would hand every message to the next poller at once.
+    visibility_timeout: int = Field(60, ge=1, le=43_200)
+    # 20 s is SQS's longest long poll: fewest empty receives, and the bound on shutdown latency.
+    wait_time_seconds: int = Field(20, ge=0, le=20)
+    # Messages per database transaction: big enough that COPY amortises the commit, small
+    # enough that one batch is held well within the visibility timeout.
+    batch_size: int = Field(500, ge=1, le=10_000)
+    # How long to keep gathering a batch once its first message arrived.
+    batch_wait_ms: int = Field(500, ge=0, le=60_000)
+    log_level: str = "INFO"
+    # Read from boto3's own variables so that the adapter can tell whether one was set.
+    aws_endpoint_url: str | None = Field(
+        None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
+    )
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as " + DEFAULT_QUEUE_URL)
+        if parts.path.strip("/").count("/") != 1:
+            raise ValueError("must end in /ACCOUNT_ID/QUEUE_NAME")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+    def require_keyset_file(self) -> Path:
+        """The key file, or ConfigError saying how to create one."""
+        if self.keyset_file is None:
+            raise ConfigError(
+                f"{ENV_PREFIX}KEYSET_FILE: not set. Create a key file with "
+                "`login-etl keys create --out login-etl-keys.json` and pass it with "
+                "--keyset-file or LOGIN_ETL_KEYSET_FILE"
+            )
+        return self.keyset_file
+
+
+def _setting_name(field: str) -> str:
+    if field == "aws_endpoint_url":
+        return "AWS_ENDPOINT_URL"
+    return f"{ENV_PREFIX}{field.upper()} (--{field.replace('_', '-')})"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with non-None `overrides` (CLI options) on top.
+
+    Raises ConfigError with one line naming the setting and what is wrong; the value itself is
+    not echoed, since it may be a secret.
+    """
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{_setting_name(field)}: {message}") from None

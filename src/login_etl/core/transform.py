@@ -1,0 +1,52 @@
+"""One message → one outcome: a row to load, or a rejection to quarantine."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from login_etl.core.masking import Masker, Sealer
+from login_etl.core.model import Loaded, LoginRow, Message, Outcome, Rejected, VaultEntry
+from login_etl.core.validate import Invalid, validate
+
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_MS_PER_DAY = 86_400_000
+
+
+def utc_date(timestamp_ms: int) -> dt.date:
+    """The UTC calendar date of a millisecond Unix timestamp, in integer arithmetic."""
+    return dt.date.fromordinal(_EPOCH_ORDINAL + timestamp_ms // _MS_PER_DAY)
+
+
+class Transformer:
+    """Validates, masks and builds the row; never raises for bad input, only returns Rejected."""
+
+    def __init__(self, masker: Masker, sealer: Sealer) -> None:
+        self._masker = masker
+        self._sealer = sealer
+
+    def __call__(self, message: Message) -> Outcome:
+        event = validate(message.body)
+        if isinstance(event, Invalid):
+            return self.reject(message, event.reason)
+        ip = self._masker.mask("ip", event.ip)
+        device_id = self._masker.mask("device_id", event.device_id)
+        vault: tuple[VaultEntry, ...] = tuple(m.vault for m in (ip, device_id) if m.vault)
+        row = LoginRow(
+            user_id=event.user_id,
+            device_type=event.device_type,
+            masked_ip=ip.token,
+            masked_device_id=device_id.token,
+            locale=event.locale,
+            app_version=event.app_version,
+            create_date=utc_date(message.sent_timestamp_ms),
+        )
+        return Loaded(message.message_id, row, vault)
+
+    def reject(self, message: Message, reason: str) -> Rejected:
+        """A rejection with the body sealed; also used by sources for unreadable envelopes."""
+        return Rejected(
+            message_id=message.message_id,
+            reason=reason,
+            sealed_body=self._sealer.seal(message.message_id, message.body),
+            sent_timestamp_ms=message.sent_timestamp_ms,
+        )

@@ -1,0 +1,218 @@
+"""The pipeline: receive → transform → commit → delete. It owns the delivery guarantee.
+
+* A message leaves the queue only after its outcome (row or rejection) is committed, together
+  with its id in the ledger, in the batch's one transaction.
+* A redelivered message finds its id in the ledger and is only deleted.
+* A batch that cannot be committed (PostgreSQL down) is retried with capped, jittered backoff;
+  nothing is deleted meanwhile. On shutdown it is released back to the queue instead.
+* One bad message never fails its batch: validation rejects it, and a row the database refuses
+  anyway is found by committing the batch's messages one by one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import tenacity
+
+from login_etl.core.model import Message, Outcome, Rejected
+from login_etl.core.transform import Transformer
+from login_etl.errors import RowRefused, TransientError
+from login_etl.ports import CommitResult, MessageSource, Sink
+
+log = logging.getLogger(__name__)
+
+# Backoff for a dependency that is down: first retry soon (a restart takes seconds), then no more
+# often than every 30 s, so a long outage costs a few log lines a minute, not a storm.
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 30.0
+# Long poll used by --until-empty: short, so that the end of the queue is noticed quickly.
+DRAIN_POLL_S = 1
+
+
+@dataclass
+class RunStats:
+    """Counters of one run; `on_batch` observers see them after every batch."""
+
+    received: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    skipped: int = 0  # redeliveries of messages committed before
+    delete_failures: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def rate(self) -> float:
+        """Messages received per second."""
+        return self.received / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, received: int, result: CommitResult, delete_failures: int) -> None:
+        self.received += received
+        self.loaded += result.loaded
+        self.rejected += result.rejected
+        self.skipped += result.skipped
+        self.delete_failures += delete_failures
+        self.batches += 1
+
+
+class Pipeline:
+    """Drains a source into a sink, batch by batch."""
+
+    def __init__(
+        self,
+        source: MessageSource,
+        sink: Sink,
+        transformer: Transformer,
+        *,
+        batch_size: int = 500,
+        batch_wait_s: float = 0.5,
+        poll_wait_s: int = 20,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[RunStats], None] | None = None,
+        backoff_max_s: float = BACKOFF_MAX_S,
+    ) -> None:
+        self._source = source
+        self._sink = sink
+        self._transform = transformer
+        self._batch_size = batch_size
+        self._batch_wait_s = batch_wait_s
+        self._poll_wait_s = poll_wait_s
+        self.stop = stop or threading.Event()
+        self._on_batch = on_batch
+        self._backoff_max_s = backoff_max_s
+        self._batch_ids = itertools.count(1)
+        self.stats = RunStats()
+
+    def _retrying(self, what: str) -> tenacity.Retrying:
+        """Retry transient errors until they pass or shutdown is asked for."""
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            err = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0
+            log.warning("%s failed (%s); retry %d in %.1f s", what, err, state.attempt_number, wait)
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError),
+            wait=tenacity.wait_exponential_jitter(initial=BACKOFF_INITIAL_S, max=self._backoff_max_s),
+            stop=tenacity.stop_when_event_set(self.stop),
+            sleep=self.stop.wait,  # wakes at once on shutdown
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _receive(self, wait_s: int) -> list[Message]:
+        return self._retrying("receive")(self._source.receive, wait_s)
+
+    def gather(self, first_wait_s: int) -> list[Message]:
+        """One batch: long-poll for a first message, then take what is there until the batch is
+        full or `batch_wait_s` has passed since the first message arrived."""
+        batch = self._receive(first_wait_s)
+        if not batch:
+            return batch
+        deadline = time.monotonic() + self._batch_wait_s
+        while len(batch) < self._batch_size and time.monotonic() < deadline:
+            if self.stop.is_set():
+                break
+            try:
+                more = self._receive(0)
+            except TransientError:
+                break  # retries end only on shutdown: commit what is in hand
+            if not more:
+                break
+            batch.extend(more)
+        return batch
+
+    # -- committing --------------------------------------------------------------------------
+
+    def _outcome(self, message: Message) -> Outcome:
+        try:
+            return self._transform(message)
+        except Exception as err:
+            # A bug must not lose the message or block the queue: quarantine it, replayable.
+            log.exception("transform of message %s failed", message.message_id)
+            return self._transform.reject(message, f"internal: transform failed ({type(err).__name__})")
+
+    def _commit(self, outcomes: Sequence[Outcome], messages: Sequence[Message]) -> CommitResult:
+        try:
+            return self._retrying("commit")(self._sink.commit, outcomes)
+        except RowRefused as err:
+            log.warning("batch refused by the database (%s); committing one by one", err.sqlstate)
+        results = [self._commit_alone(outcome, message) for outcome, message in zip(outcomes, messages, strict=True)]
+        return CommitResult(
+            loaded=sum(r.loaded for r in results),
+            rejected=sum(r.rejected for r in results),
+            skipped=sum(r.skipped for r in results),
+        )
+
+    def _commit_alone(self, outcome: Outcome, message: Message) -> CommitResult:
+        try:
+            return self._retrying("commit")(self._sink.commit, [outcome])
+        except RowRefused as err:
+            if isinstance(outcome, Rejected):
+                raise  # even the quarantine refused it: a schema problem, not a data one
+            reason = f"database: refused the row (SQLSTATE {err.sqlstate})"
+            log.warning("message %s rejected: %s", message.message_id, reason)
+            return self._retrying("commit")(self._sink.commit, [self._transform.reject(message, reason)])
+
+    def process(self, messages: Sequence[Message]) -> CommitResult | None:
+        """Transform, commit and delete one batch; None if shutdown came before the commit, in
+        which case the batch was released to the queue."""
+        batch_id = next(self._batch_ids)
+        started = time.monotonic()
+        outcomes = [self._outcome(m) for m in messages]
+        for outcome in outcomes:
+            if isinstance(outcome, Rejected):
+                log.info("batch %d: message %s rejected: %s", batch_id, outcome.message_id, outcome.reason)
+        try:
+            result = self._commit(outcomes, messages)
+        except TransientError:
+            if not self.stop.is_set():
+                raise
+            log.warning("batch %d: shutting down before commit; releasing %d messages", batch_id, len(messages))
+            self._source.release(messages)
+            return None
+        failed = self._source.delete(messages)
+        self.stats.add(len(messages), result, failed)
+        log.info(
+            "batch %d: %d received, %d loaded, %d rejected, %d redeliveries skipped in %.0f ms",
+            batch_id, len(messages), result.loaded, result.rejected, result.skipped,
+            (time.monotonic() - started) * 1000,
+        )
+        if self._on_batch:
+            self._on_batch(self.stats)
+        return result
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, *, until_empty: bool = False) -> RunStats:
+        """Process batches until stopped, or (`until_empty`) until the queue has no visible,
+        in-flight or delayed message."""
+        self.stats = RunStats()
+        wait_s = DRAIN_POLL_S if until_empty else self._poll_wait_s
+        try:
+            while not self.stop.is_set():
+                batch = self.gather(wait_s)
+                if batch:
+                    self.process(batch)
+                elif until_empty and self._retrying("queue attributes")(self._source.backlog).empty:
+                    break
+        except TransientError:
+            # Retries end only when shutdown is asked for; anything else is a bug to surface.
+            if not self.stop.is_set():
+                raise
+        finally:
+            self.stats.finished = time.monotonic()
+        return self.stats

@@ -1,0 +1,53 @@
+"""The interfaces the pipeline is written against; adapters and test doubles implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from login_etl.core.model import Message, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The queue's approximate message counts."""
+
+    visible: int
+    in_flight: int
+    delayed: int
+
+    @property
+    def empty(self) -> bool:
+        return self.visible == 0 and self.in_flight == 0 and self.delayed == 0
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What one committed batch changed."""
+
+    loaded: int
+    rejected: int
+    skipped: int  # already in the ledger: redeliveries of committed messages
+
+
+class MessageSource(Protocol):
+    """A queue: receive, delete after commit, release what was not committed."""
+
+    def receive(self, wait_seconds: int, max_messages: int = 10) -> list[Message]: ...
+
+    def delete(self, messages: Sequence[Message]) -> int:
+        """Delete; returns the number of deletes that failed (they will be redelivered)."""
+        ...
+
+    def release(self, messages: Sequence[Message]) -> None: ...
+
+    def backlog(self) -> Backlog: ...
+
+
+class Sink(Protocol):
+    """Commits a batch's outcomes in one transaction, skipping ids it committed before."""
+
+    def commit(self, outcomes: Sequence[Outcome]) -> CommitResult: ...
+
+    def close(self) -> None: ...

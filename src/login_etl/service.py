@@ -1,0 +1,75 @@
+"""Wiring: settings → key ring, SQS source, PostgreSQL sink → one Pipeline.
+
+The CLI, the demo (and later the Lambda handler) build their pipeline here, so that all of them
+run the same code path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import tenacity
+
+from login_etl.adapters.postgres import PostgresSink, connect, migrate
+from login_etl.adapters.sqs import SqsSource
+from login_etl.config import Settings
+from login_etl.core.transform import Transformer
+from login_etl.errors import TransientError
+from login_etl.keys import load_key_file
+from login_etl.pipeline import BACKOFF_INITIAL_S, BACKOFF_MAX_S, Pipeline, RunStats
+
+log = logging.getLogger(__name__)
+
+
+def migrate_database(url: str) -> list[int]:
+    """Apply pending migrations once; errors propagate (for `login-etl migrate`)."""
+    with connect(url) as conn:
+        return migrate(conn)
+
+
+def migrate_when_reachable(url: str, stop: threading.Event) -> None:
+    """Migrate, waiting out a database that is not up yet (a worker may start first)."""
+
+    def warn(state: tenacity.RetryCallState) -> None:
+        err = state.outcome.exception() if state.outcome else None
+        log.warning("database not ready (%s); retrying", err)
+
+    tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TransientError),
+        wait=tenacity.wait_exponential_jitter(initial=BACKOFF_INITIAL_S, max=BACKOFF_MAX_S),
+        stop=tenacity.stop_when_event_set(stop),
+        sleep=stop.wait,
+        before_sleep=warn,
+        reraise=True,
+    )(migrate_database, url)
+
+
+@contextmanager
+def open_pipeline(
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    on_batch: Callable[[RunStats], None] | None = None,
+) -> Iterator[Pipeline]:
+    """A ready pipeline (keys loaded, schema migrated); closes its connections on exit."""
+    stop = stop or threading.Event()
+    keys = load_key_file(settings.require_keyset_file())
+    database_url = settings.database_url.get_secret_value()
+    migrate_when_reachable(database_url, stop)
+    sink = PostgresSink(database_url)
+    try:
+        yield Pipeline(
+            SqsSource.from_settings(settings),
+            sink,
+            Transformer(keys.masker, keys.sealer),
+            batch_size=settings.batch_size,
+            batch_wait_s=settings.batch_wait_ms / 1000,
+            poll_wait_s=settings.wait_time_seconds,
+            stop=stop,
+            on_batch=on_batch,
+        )
+    finally:
+        sink.close()
