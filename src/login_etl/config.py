@@ -24,7 +24,9 @@ DEFAULT_DATABASE_URL = "postgresql://postgres:postgres@localhost:5432/postgres"
 class Settings(BaseSettings):
     """The service's settings. Secrets are `SecretStr`, so they never print or log."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", env_ignore_empty=True
+    )
 
     queue_url: str = DEFAULT_QUEUE_URL
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)

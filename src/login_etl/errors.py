@@ -29,7 +29,7 @@ class ConfigError(LoginEtlError):
     """A setting is missing or invalid; the message names the setting."""
 
 
-class KeyError_(LoginEtlError):  # noqa: N801 - `KeyError` is a builtin; the underscore avoids shadowing it.
+class KeyError_(LoginEtlError):
     """The key file is missing, unreadable, malformed, or lacks a key the service needs."""
 
 

@@ -24,13 +24,12 @@ from login_etl.core.model import Message, Outcome, Rejected
 from login_etl.core.transform import Transformer
 from login_etl.errors import RowRefused, TransientError
 from login_etl.ports import CommitResult, MessageSource, Sink
+from login_etl.retry import BACKOFF_MAX_S, until_stopped
 
 log = logging.getLogger(__name__)
 
-# Backoff for a dependency that is down: first retry soon (a restart takes seconds), then no more
-# often than every 30 s, so a long outage costs a few log lines a minute, not a storm.
-BACKOFF_INITIAL_S = 0.5
-BACKOFF_MAX_S = 30.0
+# SQS hands out at most 10 messages per receive.
+MAX_RECEIVE = 10
 # Long poll used by --until-empty: short, so that the end of the queue is noticed quickly.
 DRAIN_POLL_S = 1
 
@@ -95,31 +94,17 @@ class Pipeline:
         self.stats = RunStats()
 
     def _retrying(self, what: str) -> tenacity.Retrying:
-        """Retry transient errors until they pass or shutdown is asked for."""
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            err = state.outcome.exception() if state.outcome else None
-            wait = state.next_action.sleep if state.next_action else 0
-            log.warning("%s failed (%s); retry %d in %.1f s", what, err, state.attempt_number, wait)
-
-        return tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientError),
-            wait=tenacity.wait_exponential_jitter(initial=BACKOFF_INITIAL_S, max=self._backoff_max_s),
-            stop=tenacity.stop_when_event_set(self.stop),
-            sleep=self.stop.wait,  # wakes at once on shutdown
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+        return until_stopped(what, self.stop, max_wait_s=self._backoff_max_s)
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def _receive(self, wait_s: int) -> list[Message]:
-        return self._retrying("receive")(self._source.receive, wait_s)
+    def _receive(self, wait_s: int, room: int = MAX_RECEIVE) -> list[Message]:
+        return self._retrying("receive")(self._source.receive, wait_s, min(room, MAX_RECEIVE))
 
     def gather(self, first_wait_s: int) -> list[Message]:
         """One batch: long-poll for a first message, then take what is there until the batch is
         full or `batch_wait_s` has passed since the first message arrived."""
-        batch = self._receive(first_wait_s)
+        batch = self._receive(first_wait_s, self._batch_size)
         if not batch:
             return batch
         deadline = time.monotonic() + self._batch_wait_s
@@ -127,7 +112,7 @@ class Pipeline:
             if self.stop.is_set():
                 break
             try:
-                more = self._receive(0)
+                more = self._receive(0, self._batch_size - len(batch))
             except TransientError:
                 break  # retries end only on shutdown: commit what is in hand
             if not more:
@@ -143,14 +128,19 @@ class Pipeline:
         except Exception as err:
             # A bug must not lose the message or block the queue: quarantine it, replayable.
             log.exception("transform of message %s failed", message.message_id)
-            return self._transform.reject(message, f"internal: transform failed ({type(err).__name__})")
+            return self._transform.reject(
+                message, f"internal: transform failed ({type(err).__name__})"
+            )
 
     def _commit(self, outcomes: Sequence[Outcome], messages: Sequence[Message]) -> CommitResult:
         try:
             return self._retrying("commit")(self._sink.commit, outcomes)
         except RowRefused as err:
             log.warning("batch refused by the database (%s); committing one by one", err.sqlstate)
-        results = [self._commit_alone(outcome, message) for outcome, message in zip(outcomes, messages, strict=True)]
+        results = [
+            self._commit_alone(outcome, message)
+            for outcome, message in zip(outcomes, messages, strict=True)
+        ]
         return CommitResult(
             loaded=sum(r.loaded for r in results),
             rejected=sum(r.rejected for r in results),
@@ -165,7 +155,9 @@ class Pipeline:
                 raise  # even the quarantine refused it: a schema problem, not a data one
             reason = f"database: refused the row (SQLSTATE {err.sqlstate})"
             log.warning("message %s rejected: %s", message.message_id, reason)
-            return self._retrying("commit")(self._sink.commit, [self._transform.reject(message, reason)])
+            return self._retrying("commit")(
+                self._sink.commit, [self._transform.reject(message, reason)]
+            )
 
     def process(self, messages: Sequence[Message]) -> CommitResult | None:
         """Transform, commit and delete one batch; None if shutdown came before the commit, in
@@ -175,20 +167,33 @@ class Pipeline:
         outcomes = [self._outcome(m) for m in messages]
         for outcome in outcomes:
             if isinstance(outcome, Rejected):
-                log.info("batch %d: message %s rejected: %s", batch_id, outcome.message_id, outcome.reason)
+                log.info(
+                    "batch %d: message %s rejected: %s",
+                    batch_id,
+                    outcome.message_id,
+                    outcome.reason,
+                )
         try:
             result = self._commit(outcomes, messages)
         except TransientError:
             if not self.stop.is_set():
                 raise
-            log.warning("batch %d: shutting down before commit; releasing %d messages", batch_id, len(messages))
+            log.warning(
+                "batch %d: shutting down before commit; releasing %d messages",
+                batch_id,
+                len(messages),
+            )
             self._source.release(messages)
             return None
         failed = self._source.delete(messages)
         self.stats.add(len(messages), result, failed)
         log.info(
             "batch %d: %d received, %d loaded, %d rejected, %d redeliveries skipped in %.0f ms",
-            batch_id, len(messages), result.loaded, result.rejected, result.skipped,
+            batch_id,
+            len(messages),
+            result.loaded,
+            result.rejected,
+            result.skipped,
             (time.monotonic() - started) * 1000,
         )
         if self._on_batch:

@@ -11,15 +11,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import tenacity
-
 from login_etl.adapters.postgres import PostgresSink, connect, migrate
 from login_etl.adapters.sqs import SqsSource
 from login_etl.config import Settings
 from login_etl.core.transform import Transformer
-from login_etl.errors import TransientError
 from login_etl.keys import load_key_file
-from login_etl.pipeline import BACKOFF_INITIAL_S, BACKOFF_MAX_S, Pipeline, RunStats
+from login_etl.pipeline import Pipeline, RunStats
+from login_etl.retry import until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +30,7 @@ def migrate_database(url: str) -> list[int]:
 
 def migrate_when_reachable(url: str, stop: threading.Event) -> None:
     """Migrate, waiting out a database that is not up yet (a worker may start first)."""
-
-    def warn(state: tenacity.RetryCallState) -> None:
-        err = state.outcome.exception() if state.outcome else None
-        log.warning("database not ready (%s); retrying", err)
-
-    tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(TransientError),
-        wait=tenacity.wait_exponential_jitter(initial=BACKOFF_INITIAL_S, max=BACKOFF_MAX_S),
-        stop=tenacity.stop_when_event_set(stop),
-        sleep=stop.wait,
-        before_sleep=warn,
-        reraise=True,
-    )(migrate_database, url)
+    until_stopped("migrate", stop)(migrate_database, url)
 
 
 @contextmanager

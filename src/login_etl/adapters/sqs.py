@@ -22,6 +22,10 @@ from login_etl.ports import Backlog
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import (
+        ChangeMessageVisibilityBatchRequestEntryTypeDef,
+        DeleteMessageBatchRequestEntryTypeDef,
+    )
 
     from login_etl.config import Settings
 
@@ -37,17 +41,19 @@ EMULATOR_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "t
 _AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
 
 # Client errors that no retry will fix.
-_PERMANENT_CODES = frozenset({
-    "AWS.SimpleQueueService.NonExistentQueue",
-    "QueueDoesNotExist",
-    "AccessDenied",
-    "AccessDeniedException",
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-    "SignatureDoesNotMatch",
-    "InvalidAddress",
-    "InvalidSecurity",
-})
+_PERMANENT_CODES = frozenset(
+    {
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "InvalidAddress",
+        "InvalidSecurity",
+    }
+)
 
 
 def is_aws_host(host: str) -> bool:
@@ -120,7 +126,9 @@ class SqsSource:
         client = session.client("sqs", config=config, **client_kwargs(settings, session))
         return cls(client, settings.queue_url, visibility_timeout=settings.visibility_timeout)
 
-    def receive(self, wait_seconds: int, max_messages: int = MAX_MESSAGES_PER_RECEIVE) -> list[Message]:
+    def receive(
+        self, wait_seconds: int, max_messages: int = MAX_MESSAGES_PER_RECEIVE
+    ) -> list[Message]:
         try:
             response = self._client.receive_message(
                 QueueUrl=self.queue_url,
@@ -158,19 +166,24 @@ class SqsSource:
         """
         failed = 0
         for chunk in _chunks(messages, MAX_ENTRIES_PER_BATCH_CALL):
-            entries = [{"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)]
+            entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)
+            ]
             try:
                 response = self._client.delete_message_batch(
                     QueueUrl=self.queue_url, Entries=entries
                 )
             except _CAUGHT as err:
-                log.warning("delete of %d messages failed: %s", len(chunk), _translate(err, "delete"))
+                log.warning(
+                    "delete of %d messages failed: %s", len(chunk), _translate(err, "delete")
+                )
                 failed += len(chunk)
                 continue
             for failure in response.get("Failed", []):
                 log.warning(
                     "delete of message %s failed: %s",
-                    chunk[int(failure["Id"])].message_id, failure.get("Code"),
+                    chunk[int(failure["Id"])].message_id,
+                    failure.get("Code"),
                 )
                 failed += 1
         return failed
@@ -178,7 +191,7 @@ class SqsSource:
     def release(self, messages: Sequence[Message]) -> None:
         """Make messages visible again at once (visibility 0), for a batch not committed."""
         for chunk in _chunks(messages, MAX_ENTRIES_PER_BATCH_CALL):
-            entries = [
+            entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
                 {"Id": str(i), "ReceiptHandle": m.receipt, "VisibilityTimeout": 0}
                 for i, m in enumerate(chunk)
             ]
@@ -188,7 +201,9 @@ class SqsSource:
                 )
             except _CAUGHT as err:
                 # They reappear at their visibility timeout instead; nothing is lost.
-                log.warning("release of %d messages failed: %s", len(chunk), _translate(err, "release"))
+                log.warning(
+                    "release of %d messages failed: %s", len(chunk), _translate(err, "release")
+                )
 
     def backlog(self) -> Backlog:
         try:

@@ -18,5 +18,5 @@ quarantine_app = typer.Typer(help="Inspect rejected messages.", no_args_is_help=
 app.add_typer(keys_app, name="keys")
 app.add_typer(quarantine_app, name="quarantine")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)

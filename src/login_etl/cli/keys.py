@@ -29,15 +29,18 @@ def keys_create(
 ) -> None:
     """Write a new key file (mode 0600; never overwrites). Keep it out of the repository."""
     create_key_file(out_file)
-    out.print(f"Wrote {out_file} (mode 0600). Point LOGIN_ETL_KEYSET_FILE at it; back it up: "
-              "masked values cannot be revealed without it.")
+    out.print(
+        f"Wrote {out_file} (mode 0600). Point LOGIN_ETL_KEYSET_FILE at it; back it up: "
+        "masked values cannot be revealed without it."
+    )
 
 
 @app.command()
 def reveal(
     field: Annotated[FieldName, typer.Option(help="Which column the values come from.")],
     values: Annotated[
-        list[str] | None, typer.Argument(help="Masked values; read from stdin, one per line, if none.")
+        list[str] | None,
+        typer.Argument(help="Masked values; read from stdin, one per line, if none."),
     ] = None,
     keyset_file: options.KeysetFile = None,
     database_url: options.DatabaseUrl = None,

@@ -48,4 +48,6 @@ def quarantine_show(
     out.print(f"rejected at: {entry.rejected_at:%Y-%m-%d %H:%M:%S %Z}", markup=False)
     out.print(f"reason:      {entry.reason}", markup=False)
     out.print("body:", markup=False)
-    out.print(sealer.open(entry.message_id, entry.body), markup=False, highlight=False, soft_wrap=True)
+    out.print(
+        sealer.open(entry.message_id, entry.body), markup=False, highlight=False, soft_wrap=True
+    )

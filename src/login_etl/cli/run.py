@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 @contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGINT/SIGTERM ask the pipeline to finish the batch in hand; a second one aborts."""
-    previous: dict[int, object] = {}
+    previous: dict[signal.Signals, object] = {}
 
     def handle(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
@@ -36,13 +36,13 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
         log.info("%s received: finishing the batch in hand", signal.Signals(signum).name)
         stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, handle)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handle)
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 def summary(stats: RunStats) -> str:
@@ -59,8 +59,11 @@ def progress(enabled: bool) -> Iterator[Callable[[RunStats], None] | None]:
         yield None
         return
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=err, transient=True,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
     ) as bar:
         task = bar.add_task("waiting for messages…", total=None)
         yield lambda stats: bar.update(task, description=summary(stats))
@@ -82,16 +85,24 @@ def run(
 ) -> None:
     """Load messages until SIGINT/SIGTERM (or, with --until-empty, until the queue is empty)."""
     settings = load_settings(
-        queue_url=queue_url, database_url=database_url, keyset_file=keyset_file,
-        visibility_timeout=visibility_timeout, wait_time_seconds=wait_time_seconds,
-        batch_size=batch_size, batch_wait_ms=batch_wait_ms, log_level=log_level,
+        queue_url=queue_url,
+        database_url=database_url,
+        keyset_file=keyset_file,
+        visibility_timeout=visibility_timeout,
+        wait_time_seconds=wait_time_seconds,
+        batch_size=batch_size,
+        batch_wait_ms=batch_wait_ms,
+        log_level=log_level,
     )
     settings.require_keyset_file()
     configure_logging(settings.log_level)
     stop = threading.Event()
-    with stop_on_signals(stop), progress(until_empty and sys.stderr.isatty()) as on_batch:
-        with open_pipeline(settings, stop=stop, on_batch=on_batch) as pipeline:
-            stats = pipeline.run(until_empty=until_empty)
+    with (
+        stop_on_signals(stop),
+        progress(until_empty and sys.stderr.isatty()) as on_batch,
+        open_pipeline(settings, stop=stop, on_batch=on_batch) as pipeline,
+    ):
+        stats = pipeline.run(until_empty=until_empty)
     out.print(f"Done: {summary(stats)}")
 
 

@@ -80,7 +80,7 @@ class TinkMasker:
         self._primitive = primitive
 
     def mask(self, field: Field, plaintext: str) -> Masked:
-        ciphertext = self._primitive.encrypt_deterministically(
+        ciphertext: bytes = self._primitive.encrypt_deterministically(
             plaintext.encode("utf-8"), field.encode("ascii")
         )
         token = _b64(ciphertext)
@@ -102,7 +102,7 @@ class TinkMasker:
         else:
             ciphertext = _unb64(token)
         try:
-            plaintext = self._primitive.decrypt_deterministically(
+            plaintext: bytes = self._primitive.decrypt_deterministically(
                 ciphertext, field.encode("ascii")
             )
         except tink.TinkError as err:
@@ -120,13 +120,16 @@ class TinkSealer:
         self._primitive = primitive
 
     def seal(self, message_id: str, body: str) -> bytes:
-        return self._primitive.encrypt(
+        sealed: bytes = self._primitive.encrypt(
             body.encode("utf-8", "surrogatepass"), _BODY_CONTEXT + message_id.encode("utf-8")
         )
+        return sealed
 
     def open(self, message_id: str, sealed: bytes) -> str:
         try:
-            body = self._primitive.decrypt(sealed, _BODY_CONTEXT + message_id.encode("utf-8"))
+            body: bytes = self._primitive.decrypt(
+                sealed, _BODY_CONTEXT + message_id.encode("utf-8")
+            )
         except tink.TinkError as err:
             raise RevealError(
                 "the stored body does not decrypt with this key file (wrong key file?)"

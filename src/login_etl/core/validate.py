@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from login_etl.core.app_version import encode_app_version
 from login_etl.core.model import LoginEvent
-
-# The fields the service reads; any other key is ignored.
-KNOWN_FIELDS = ("user_id", "device_type", "ip", "device_id", "locale", "app_version")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +50,7 @@ def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(obj) != len(pairs):
         seen: set[str] = set()
         for key, _ in pairs:
-            if key in seen and key in KNOWN_FIELDS:
+            if key in seen and key in _RULES:
                 raise _DuplicateField(key)
             seen.add(key)
     return obj
@@ -62,35 +60,69 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _text(value: str, field: str, low: int, high: int, counted: str = "") -> str | None:
-    """The rule a string breaks, or None. Postgres text cannot hold NUL or unpaired surrogates,
-    so those are input errors here rather than load failures later."""
-    if not low <= len(value) <= high:
-        return f"{field}: must be {low}–{high} characters{counted}, got {len(value)}"
-    if "\x00" in value:
-        return f"{field}: must not contain NUL characters"
+def _text(low: int, high: int, counted: str = "") -> Callable[[str], str]:
+    """A rule for a string of `low`–`high` characters. Postgres text cannot hold NUL or
+    unpaired surrogates, so those are input errors here rather than load failures later."""
+
+    def check(value: str) -> str:
+        if not low <= len(value) <= high:
+            raise ValueError(f"must be {low}–{high} characters{counted}, got {len(value)}")
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode (it has an unpaired surrogate)") from None
+        return value
+
+    return check
+
+
+def canonical_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """`str(address)` as Python 3.13 writes it (RFC 5952), on every Python.
+
+    Python 3.11 and 3.12 write an IPv4-mapped address in hex ("::ffff:102:304"), 3.13 in mixed
+    notation ("::ffff:1.2.3.4"). The token depends on this text, so it must not change when the
+    interpreter does.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
+def _ip(value: str) -> str:
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"{field}: must be valid Unicode (it has an unpaired surrogate)"
-    return None
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        # `from None`: ipaddress's message quotes the value.
+        raise ValueError("must be an IPv4 or IPv6 address") from None
+    # A zone index ("fe80::1%eth0") names an interface on the sender's machine: it is no part
+    # of a client address, and it is free text that could carry anything.
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError("must be an IPv4 or IPv6 address without a zone index")
+    return canonical_ip(address)
 
 
-def _string(obj: dict[str, Any], field: str, errors: list[str], *, optional: bool) -> str | None:
-    """The field's string value, or None after recording an error (or when optional and absent)."""
-    value = obj.get(field)
-    if value is None:
-        if not optional:
-            errors.append(f"{field}: required" if field not in obj else f"{field}: must not be null")
-        return None
-    if not isinstance(value, str):
-        errors.append(f"{field}: must be a string, got {_json_type(value)}")
-        return None
-    return value
+_device_id_text = _text(1, 256, " after trimming whitespace")
 
 
-def validate(body: str) -> LoginEvent | Invalid:
-    """Validate and normalise one message body (see the mapping table in the README)."""
+def _device_id(value: str) -> str:
+    return _device_id_text(value.strip())
+
+
+# field → (optional, rule); any other key is ignored. A rule returns the stored value or raises
+# ValueError naming the rule broken, worded without the value.
+_RULES: dict[str, tuple[bool, Callable[[str], Any]]] = {
+    "user_id": (False, _text(1, 128)),
+    "device_type": (False, _text(1, 32)),
+    "ip": (False, _ip),
+    "device_id": (False, _device_id),
+    "locale": (True, _text(0, 32)),
+    "app_version": (True, encode_app_version),
+}
+
+
+def _parse(body: str) -> dict[str, Any] | Invalid:
     try:
         obj = json.loads(body, object_pairs_hook=_object_pairs, parse_constant=_reject_constant)
     except _DuplicateField as dup:
@@ -101,51 +133,34 @@ def validate(body: str) -> LoginEvent | Invalid:
         return Invalid(f"body: not valid JSON ({err})")
     if not isinstance(obj, dict):
         return Invalid(f"body: must be a JSON object, got {_json_type(obj)}")
+    return obj
 
+
+def validate(body: str) -> LoginEvent | Invalid:
+    """Validate and normalise one message body (see the mapping table in the README).
+
+    Every broken rule is reported, in field order, not just the first.
+    """
+    obj = _parse(body)
+    if isinstance(obj, Invalid):
+        return obj
+    values: dict[str, Any] = {}
     errors: list[str] = []
-
-    user_id = _string(obj, "user_id", errors, optional=False)
-    if user_id is not None and (problem := _text(user_id, "user_id", 1, 128)):
-        errors.append(problem)
-
-    device_type = _string(obj, "device_type", errors, optional=False)
-    if device_type is not None and (problem := _text(device_type, "device_type", 1, 32)):
-        errors.append(problem)
-
-    ip = _string(obj, "ip", errors, optional=False)
-    if ip is not None:
-        try:
-            address = ipaddress.ip_address(ip.strip())
-        except ValueError:
-            errors.append("ip: must be an IPv4 or IPv6 address")
+    for field, (optional, rule) in _RULES.items():
+        value = obj.get(field)
+        if value is None:
+            if not optional:
+                errors.append(
+                    f"{field}: required" if field not in obj else f"{field}: must not be null"
+                )
+            values[field] = None
+        elif not isinstance(value, str):
+            errors.append(f"{field}: must be a string, got {_json_type(value)}")
         else:
-            # A zone index ("fe80::1%eth0") names an interface on the sender's machine: it is no
-            # part of a client address, and it is free text that could carry anything.
-            if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
-                errors.append("ip: must be an IPv4 or IPv6 address without a zone index")
-            ip = str(address)
-
-    device_id = _string(obj, "device_id", errors, optional=False)
-    if device_id is not None:
-        device_id = device_id.strip()
-        if problem := _text(device_id, "device_id", 1, 256, " after trimming whitespace"):
-            errors.append(problem)
-
-    locale = _string(obj, "locale", errors, optional=True)
-    if locale is not None and (problem := _text(locale, "locale", 0, 32)):
-        errors.append(problem)
-
-    app_version_text = _string(obj, "app_version", errors, optional=True)
-    app_version: int | None = None
-    if app_version_text is not None:
-        try:
-            app_version = encode_app_version(app_version_text)
-        except ValueError as err:
-            errors.append(f"app_version: {err}")
-
+            try:
+                values[field] = rule(value)
+            except ValueError as err:
+                errors.append(f"{field}: {err}")
     if errors:
         return Invalid("; ".join(errors))
-    # Every required field is a str here: a None would have recorded an error above.
-    assert user_id is not None and device_type is not None  # noqa: S101 - narrows types for mypy.
-    assert ip is not None and device_id is not None  # noqa: S101
-    return LoginEvent(user_id, device_type, ip, device_id, locale, app_version)
+    return LoginEvent(**values)

@@ -29,7 +29,7 @@ def _event(rng: random.Random) -> dict[str, Any]:
         "device_type": rng.choice(("android", "ios")),
         "ip": ".".join(str(rng.randint(1, 254)) for _ in range(4)),
         "locale": None if rng.random() < 0.3 else rng.choice(_LOCALES),
-        "device_id": f"{rng.randint(0, 999):03d}-{rng.randint(0, 99):02d}-{rng.randint(0, 9999):04d}",
+        "device_id": "-".join(f"{rng.randint(0, 10**width - 1):0{width}d}" for width in (3, 2, 4)),
     }
 
 

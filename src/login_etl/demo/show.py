@@ -54,7 +54,9 @@ def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]])
     return table
 
 
-def _query(console: Console, conn: psycopg.Connection[tuple[object, ...]], title: str, sql: str) -> list[tuple[object, ...]]:
+def _query(
+    console: Console, conn: psycopg.Connection[tuple[object, ...]], title: str, sql: str
+) -> list[tuple[object, ...]]:
     console.print(Syntax(sql, "sql", theme="ansi_dark", background_color="default"))
     cur = conn.execute(sql)
     rows = cur.fetchall()
@@ -75,8 +77,11 @@ def run_demo(console: Console | None = None) -> None:
             sqs = MotoSqs()
         with postgres, sqs:
             client = boto3.client(
-                "sqs", endpoint_url=sqs.endpoint, region_name="us-east-1",
-                aws_access_key_id="test", aws_secret_access_key="test",  # noqa: S106 - emulator
+                "sqs",
+                endpoint_url=sqs.endpoint,
+                region_name="us-east-1",
+                aws_access_key_id="test",
+                aws_secret_access_key="test",  # noqa: S106 - emulator
             )
             queue_url = client.create_queue(QueueName="login-queue")["QueueUrl"]
             sent = publish(client, queue_url, generate_bodies(MESSAGES))
@@ -87,8 +92,11 @@ def run_demo(console: Console | None = None) -> None:
             console.print(f"Created key file {keyset} (deleted with the demo)")
 
             settings = Settings(
-                queue_url=queue_url, database_url=postgres.url, keyset_file=keyset,
-                aws_endpoint_url=sqs.endpoint, wait_time_seconds=1,
+                queue_url=queue_url,
+                database_url=postgres.url,
+                keyset_file=keyset,
+                aws_endpoint_url=sqs.endpoint,
+                wait_time_seconds=1,
             )
             with open_pipeline(settings) as pipeline:
                 stats = pipeline.run(until_empty=True)

@@ -87,8 +87,10 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise KeyError_(f"{path} is not a login-etl key file")
     if document.get("version") != VERSION:
-        raise KeyError_(f"key file {path} has version {document.get('version')!r}; "
-                        f"this login-etl reads version {VERSION}")
+        raise KeyError_(
+            f"key file {path} has version {document.get('version')!r}; "
+            f"this login-etl reads version {VERSION}"
+        )
     return document
 
 
@@ -110,9 +112,7 @@ def load_key_file(path: Path) -> KeyRing:
         log.warning("key file %s is readable by other users; chmod 600 it", path)
     document = _read(path)
     try:
-        masker = TinkMasker(
-            _handle(path, document, "masking").primitive(daead.DeterministicAead)
-        )
+        masker = TinkMasker(_handle(path, document, "masking").primitive(daead.DeterministicAead))
         sealer = TinkSealer(_handle(path, document, "quarantine").primitive(aead.Aead))
     except tink.TinkError:
         raise KeyError_(f"key file {path}: a keyset holds the wrong kind of key") from None

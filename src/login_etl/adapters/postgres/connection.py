@@ -48,12 +48,17 @@ def translate(err: psycopg.Error, action: str) -> Exception:
         return SinkUnavailable(f"PostgreSQL {action}: {_first_line(err)}")
     if sqlstate.startswith(_TRANSIENT_CLASSES):
         return SinkUnavailable(f"PostgreSQL {action}: {_first_line(err)} (SQLSTATE {sqlstate})")
-    if isinstance(err, pgerrors.UndefinedTable | pgerrors.UndefinedColumn | pgerrors.UndefinedFunction):
+    if isinstance(
+        err, pgerrors.UndefinedTable | pgerrors.UndefinedColumn | pgerrors.UndefinedFunction
+    ):
         return SinkError(
-            f"PostgreSQL {action}: {_first_line(err)}; run `login-etl migrate` (SQLSTATE {sqlstate})"
+            f"PostgreSQL {action}: {_first_line(err)}; run `login-etl migrate` "
+            f"(SQLSTATE {sqlstate})"
         )
     if sqlstate.startswith(("22", "23")):
-        return RowRefused(f"PostgreSQL {action}: {_first_line(err)} (SQLSTATE {sqlstate})", sqlstate)
+        return RowRefused(
+            f"PostgreSQL {action}: {_first_line(err)} (SQLSTATE {sqlstate})", sqlstate
+        )
     return SinkError(f"PostgreSQL {action}: {_first_line(err)} (SQLSTATE {sqlstate or '?'})")
 
 

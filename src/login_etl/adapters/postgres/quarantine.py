@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import cast
 
 import psycopg
 
@@ -56,4 +57,4 @@ class QuarantineStore:
             row = self._conn.execute(
                 "SELECT ciphertext FROM login_etl.masked_values WHERE token = %s", (token,)
             ).fetchone()
-        return bytes(row[0]) if row else None  # type: ignore[arg-type]
+        return bytes(cast("bytes", row[0])) if row else None

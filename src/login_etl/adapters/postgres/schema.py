@@ -72,7 +72,9 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]]) -> list[int]:
             " applied_at timestamptz NOT NULL DEFAULT now(),"
             " name text NOT NULL)"
         )
-        row = conn.execute("SELECT coalesce(max(version), 0) FROM login_etl.schema_version").fetchone()
+        row = conn.execute(
+            "SELECT coalesce(max(version), 0) FROM login_etl.schema_version"
+        ).fetchone()
         current = int(row[0]) if row else 0  # type: ignore[call-overload]
         if current > SCHEMA_VERSION:
             raise SinkError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from typing import cast
 
 import psycopg
 
@@ -69,7 +70,9 @@ WITH claimed AS (
     WHERE s.reason IS NOT NULL
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM loaded), (SELECT count(*) FROM rejected)
+SELECT (SELECT count(*) FROM claimed),
+       (SELECT count(*) FROM loaded),
+       (SELECT count(*) FROM rejected)
 """
 
 _VAULT = """
@@ -85,10 +88,32 @@ def _sent_at(ms: int) -> dt.datetime:
 def _stage_record(outcome: Outcome) -> tuple[object, ...]:
     if isinstance(outcome, Loaded):
         r = outcome.row
-        return (outcome.message_id, r.user_id, r.device_type, r.masked_ip, r.masked_device_id,
-                r.locale, r.app_version, r.create_date, None, None, None)
-    return (outcome.message_id, None, None, None, None, None, None, None,
-            outcome.reason, outcome.sealed_body, _sent_at(outcome.sent_timestamp_ms))
+        return (
+            outcome.message_id,
+            r.user_id,
+            r.device_type,
+            r.masked_ip,
+            r.masked_device_id,
+            r.locale,
+            r.app_version,
+            r.create_date,
+            None,
+            None,
+            None,
+        )
+    return (
+        outcome.message_id,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        outcome.reason,
+        outcome.sealed_body,
+        _sent_at(outcome.sent_timestamp_ms),
+    )
 
 
 class PostgresSink:
@@ -113,23 +138,25 @@ class PostgresSink:
         duplicates = len(outcomes) - len(unique)
         conn = self._connection()
         try:
-            with translated("load batch"), conn.transaction():
-                with conn.cursor() as cur:
-                    with cur.copy(_COPY_STAGE) as copy:
-                        for outcome in unique:
-                            copy.write_row(_stage_record(outcome))
-                    vault = [(v.token, v.field, v.ciphertext)
-                             for o in unique if isinstance(o, Loaded) for v in o.vault]
-                    if vault:
-                        cur.executemany(_VAULT, vault)
-                    cur.execute(_APPLY)
-                    claimed, loaded, rejected = cur.fetchone() or (0, 0, 0)
+            with translated("load batch"), conn.transaction(), conn.cursor() as cur:
+                with cur.copy(_COPY_STAGE) as copy:
+                    for outcome in unique:
+                        copy.write_row(_stage_record(outcome))
+                vault = [
+                    (v.token, v.field, v.ciphertext)
+                    for o in unique
+                    if isinstance(o, Loaded)
+                    for v in o.vault
+                ]
+                if vault:
+                    cur.executemany(_VAULT, vault)
+                cur.execute(_APPLY)
+                claimed, loaded, rejected = cast("tuple[int, int, int]", cur.fetchone())
         except SinkUnavailable:
             self.close()
             raise
         return CommitResult(
-            loaded=int(loaded), rejected=int(rejected),  # type: ignore[call-overload]
-            skipped=len(unique) - int(claimed) + duplicates,  # type: ignore[call-overload]
+            loaded=loaded, rejected=rejected, skipped=len(unique) - claimed + duplicates
         )
 
     def close(self) -> None:

@@ -1,0 +1,81 @@
+"""`migrate`: idempotent, fine with the exercise's pre-created table, strict about its shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from login_etl.adapters.postgres import SCHEMA_VERSION, connect, migrate
+from login_etl.adapters.postgres.schema import current_version
+from login_etl.core.app_version import decode_app_version
+from login_etl.errors import SinkError
+
+# The exercise's Postgres image creates exactly this table before the service ever runs.
+EXERCISE_DDL = """
+CREATE TABLE IF NOT EXISTS user_logins(
+    user_id             varchar(128),
+    device_type         varchar(32),
+    masked_ip           varchar(256),
+    masked_device_id    varchar(256),
+    locale              varchar(32),
+    app_version         integer,
+    create_date         date
+);
+"""
+
+
+def columns(conn: psycopg.Connection[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT column_name, data_type, character_maximum_length FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = 'user_logins' ORDER BY ordinal_position"
+    ).fetchall()
+
+
+def test_migrate_is_idempotent_and_records_its_version(database_url: str) -> None:
+    with connect(database_url) as conn:
+        assert current_version(conn) is None
+        assert migrate(conn) == [SCHEMA_VERSION]
+        assert migrate(conn) == []
+        assert current_version(conn) == SCHEMA_VERSION
+
+
+def test_migrate_keeps_the_exercise_table_as_it_is(database_url: str) -> None:
+    with connect(database_url) as conn:
+        conn.execute(EXERCISE_DDL)
+        conn.execute("INSERT INTO user_logins (user_id) VALUES ('already-here')")
+        conn.commit()
+        before = columns(conn)
+        migrate(conn)
+        assert columns(conn) == before
+        assert conn.execute("SELECT user_id FROM user_logins").fetchall() == [("already-here",)]
+
+
+def test_a_user_logins_of_another_shape_is_refused(database_url: str) -> None:
+    with connect(database_url) as conn:
+        conn.execute(EXERCISE_DDL.replace("masked_ip           varchar(256)", "masked_ip text"))
+        conn.commit()
+        with pytest.raises(
+            SinkError,
+            match=r"user_logins.masked_ip is text\(None\), expected character varying\(256\)",
+        ):
+            migrate(conn)
+
+
+def test_a_newer_schema_is_refused(database_url: str) -> None:
+    with connect(database_url) as conn:
+        migrate(conn)
+        conn.execute("INSERT INTO login_etl.schema_version (version, name) VALUES (999, 'future')")
+        conn.commit()
+        with pytest.raises(SinkError, match="newer than this login-etl"):
+            migrate(conn)
+
+
+@pytest.mark.parametrize("value", [0, 1, 999, 1_000, 2_003_000, 8_003, 2_146_999_999])
+def test_app_version_text_matches_python(
+    db: psycopg.Connection[tuple[Any, ...]], value: int
+) -> None:
+    row = db.execute("SELECT login_etl.app_version_text(%s)", (value,)).fetchone()
+    assert row == (decode_app_version(value),)
+    assert db.execute("SELECT login_etl.app_version_text(NULL)").fetchone() == (None,)

@@ -1,0 +1,172 @@
+"""The delivery guarantee, with in-memory doubles of SQS and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from login_etl.core.model import Message
+from login_etl.core.transform import Transformer
+from login_etl.keys import KeyRing
+from login_etl.pipeline import Pipeline
+from login_etl.testing import MemoryQueue, MemorySink
+from tests.conftest import body
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def queue(clock: Clock) -> MemoryQueue:
+    return MemoryQueue(visibility_timeout=30, clock=clock)
+
+
+def pipeline(queue: MemoryQueue, sink: MemorySink, keys: KeyRing, **kwargs: object) -> Pipeline:
+    return Pipeline(
+        queue,
+        sink,
+        Transformer(keys.masker, keys.sealer),
+        batch_wait_s=0,
+        backoff_max_s=0.01,
+        **kwargs,
+    )  # type: ignore[arg-type]
+
+
+def fill(queue: MemoryQueue, valid: int, invalid: int = 0) -> None:
+    for i in range(valid):
+        queue.send(body(user_id=f"user-{i}"))
+    for _ in range(invalid):
+        queue.send('{"foo": "oops_wrong_msg_type", "bar": "123"}')
+
+
+def test_drains_the_queue_loading_valid_and_rejecting_invalid(
+    queue: MemoryQueue, keys: KeyRing
+) -> None:
+    fill(queue, 25, 2)
+    sink = MemorySink()
+    stats = pipeline(queue, sink, keys, batch_size=10).run(until_empty=True)
+    assert (stats.received, stats.loaded, stats.rejected, stats.skipped) == (27, 25, 2, 0)
+    assert len(queue) == 0
+    assert sorted(r.user_id for r in sink.rows) == sorted(f"user-{i}" for i in range(25))
+
+
+def test_a_second_run_finds_nothing_to_do(queue: MemoryQueue, keys: KeyRing) -> None:
+    fill(queue, 5)
+    sink = MemorySink()
+    pipeline(queue, sink, keys).run(until_empty=True)
+    stats = pipeline(queue, sink, keys).run(until_empty=True)
+    assert (stats.received, stats.loaded) == (0, 0)
+    assert len(sink.rows) == 5
+
+
+def test_a_redelivery_after_a_failed_delete_is_skipped(
+    queue: MemoryQueue, clock: Clock, keys: KeyRing
+) -> None:
+    fill(queue, 12)
+    sink = MemorySink()
+    queue.fail_deletes = True
+    first = pipeline(queue, sink, keys)
+    first.process(queue.receive(0) + queue.receive(0))
+    assert first.stats.delete_failures == 12
+    queue.fail_deletes = False
+    clock.now += 31  # visibility timeout passes: SQS redelivers
+    stats = pipeline(queue, sink, keys).run(until_empty=True)
+    assert (stats.received, stats.loaded, stats.skipped) == (12, 0, 12)
+    assert len(sink.rows) == 12
+    assert len(queue) == 0
+
+
+def test_nothing_is_deleted_while_the_database_is_down(queue: MemoryQueue, keys: KeyRing) -> None:
+    fill(queue, 5)
+    sink = MemorySink(down=True)
+    worker = pipeline(queue, sink, keys)
+    result: dict[str, object] = {}
+    thread = threading.Thread(
+        target=lambda: result.setdefault("stats", worker.run(until_empty=True))
+    )
+    thread.start()
+    thread.join(0.3)
+    assert thread.is_alive(), "the worker keeps retrying"
+    assert queue.deleted == []
+    sink.down = False
+    thread.join(5)
+    assert not thread.is_alive()
+    assert len(sink.rows) == 5
+    assert len(queue) == 0
+
+
+def test_shutdown_while_the_database_is_down_releases_the_batch(
+    queue: MemoryQueue, keys: KeyRing
+) -> None:
+    fill(queue, 5)
+    sink = MemorySink(down=True)
+    worker = pipeline(queue, sink, keys)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    thread.join(0.2)
+    worker.stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert queue.deleted == []
+    assert queue.backlog().visible == 5, "released at once, not after the visibility timeout"
+
+
+def test_a_row_the_database_refuses_is_quarantined_alone(queue: MemoryQueue, keys: KeyRing) -> None:
+    fill(queue, 6)
+    sink = MemorySink(refuse=lambda row: row.user_id == "user-3")
+    stats = pipeline(queue, sink, keys).run(until_empty=True)
+    assert (stats.loaded, stats.rejected) == (5, 1)
+    [rejection] = sink.rejections.values()
+    assert rejection.reason == "database: refused the row (SQLSTATE 22001)"
+    assert len(queue) == 0
+
+
+def test_a_transform_bug_quarantines_the_message_instead_of_stopping(
+    queue: MemoryQueue, keys: KeyRing
+) -> None:
+    fill(queue, 3)
+
+    class Broken(Transformer):
+        def __call__(self, message: Message):  # type: ignore[no-untyped-def]
+            if "user-1" in message.body:
+                raise RuntimeError("bug")
+            return super().__call__(message)
+
+    sink = MemorySink()
+    stats = Pipeline(queue, sink, Broken(keys.masker, keys.sealer), batch_wait_s=0).run(
+        until_empty=True
+    )
+    assert (stats.loaded, stats.rejected) == (2, 1)
+    assert (
+        next(iter(sink.rejections.values())).reason == "internal: transform failed (RuntimeError)"
+    )
+
+
+def test_the_same_message_twice_in_one_batch_loads_once(queue: MemoryQueue, keys: KeyRing) -> None:
+    sink = MemorySink()
+    message = Message("m-1", body(), 0, "r1")
+    result = pipeline(queue, sink, keys).process([message, Message("m-1", body(), 0, "r2")])
+    assert result is not None
+    assert (result.loaded, result.skipped) == (1, 1)
+
+
+def test_batches_respect_the_batch_size(queue: MemoryQueue, keys: KeyRing) -> None:
+    fill(queue, 45)
+    sink = MemorySink()
+    worker = Pipeline(
+        queue, sink, Transformer(keys.masker, keys.sealer), batch_size=15, batch_wait_s=60
+    )
+    stats = worker.run(until_empty=True)
+    assert stats.batches == 3
+    assert sink.commits == 3

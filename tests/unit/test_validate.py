@@ -1,0 +1,229 @@
+"""Every row of the mapping table, and every class of bad input, with its recorded reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from login_etl.core.model import LoginEvent
+from login_etl.core.validate import Invalid, validate
+from tests.conftest import ABSENT, body, event
+
+
+def accepted(text: str) -> LoginEvent:
+    result = validate(text)
+    assert isinstance(result, LoginEvent), result
+    return result
+
+
+def rejected(text: str) -> str:
+    result = validate(text)
+    assert isinstance(result, Invalid), result
+    return result.reason
+
+
+def test_the_exercise_example_is_accepted_as_given() -> None:
+    assert accepted(body()) == LoginEvent(
+        user_id="424cdd21-063a-43a7-b91b-7ca1a833afae",
+        device_type="android",
+        ip="199.172.111.135",
+        device_id="593-47-5928",
+        locale="RU",
+        app_version=2_003_000,
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        # required strings: absent, null, wrong type, empty, too long
+        ({"user_id": ABSENT}, "user_id: required"),
+        ({"user_id": None}, "user_id: must not be null"),
+        ({"user_id": 42}, "user_id: must be a string, got number"),
+        ({"user_id": True}, "user_id: must be a string, got boolean"),
+        ({"user_id": ["a"]}, "user_id: must be a string, got array"),
+        ({"user_id": {"a": 1}}, "user_id: must be a string, got object"),
+        ({"user_id": ""}, "user_id: must be 1–128 characters, got 0"),
+        ({"user_id": "u" * 129}, "user_id: must be 1–128 characters, got 129"),
+        ({"user_id": "a\x00b"}, "user_id: must not contain NUL characters"),
+        ({"user_id": "a\ud800b"}, "user_id: must be valid Unicode (it has an unpaired surrogate)"),
+        ({"device_type": ABSENT}, "device_type: required"),
+        ({"device_type": ""}, "device_type: must be 1–32 characters, got 0"),
+        ({"device_type": "d" * 33}, "device_type: must be 1–32 characters, got 33"),
+        ({"device_type": 7}, "device_type: must be a string, got number"),
+        # ip
+        ({"ip": ABSENT}, "ip: required"),
+        ({"ip": None}, "ip: must not be null"),
+        ({"ip": 3232235777}, "ip: must be a string, got number"),
+        ({"ip": "999.1.1.1"}, "ip: must be an IPv4 or IPv6 address"),
+        ({"ip": "localhost"}, "ip: must be an IPv4 or IPv6 address"),
+        ({"ip": ""}, "ip: must be an IPv4 or IPv6 address"),
+        ({"ip": "01.2.3.4"}, "ip: must be an IPv4 or IPv6 address"),
+        ({"ip": "fe80::1%eth0"}, "ip: must be an IPv4 or IPv6 address without a zone index"),
+        # device_id
+        ({"device_id": ABSENT}, "device_id: required"),
+        (
+            {"device_id": "   "},
+            "device_id: must be 1–256 characters after trimming whitespace, got 0",
+        ),
+        (
+            {"device_id": "d" * 257},
+            "device_id: must be 1–256 characters after trimming whitespace, got 257",
+        ),
+        ({"device_id": 5935}, "device_id: must be a string, got number"),
+        ({"device_id": "a\x00"}, "device_id: must not contain NUL characters"),
+        # locale: optional string of 0–32
+        ({"locale": "l" * 33}, "locale: must be 0–32 characters, got 33"),
+        ({"locale": 1}, "locale: must be a string, got number"),
+        ({"locale": False}, "locale: must be a string, got boolean"),
+        # app_version
+        ({"app_version": 2.3}, "app_version: must be a string, got number"),
+        ({"app_version": ""}, "app_version: must be MAJOR[.MINOR[.PATCH]] in decimal digits"),
+        ({"app_version": "v2.3"}, "app_version: must be MAJOR[.MINOR[.PATCH]] in decimal digits"),
+        (
+            {"app_version": "2.3.0.1"},
+            "app_version: must be MAJOR[.MINOR[.PATCH]] in decimal digits",
+        ),
+        ({"app_version": "2..3"}, "app_version: must be MAJOR[.MINOR[.PATCH]] in decimal digits"),
+        ({"app_version": " 2.3"}, "app_version: must be MAJOR[.MINOR[.PATCH]] in decimal digits"),
+        ({"app_version": "2.3\n"}, "app_version: must be MAJOR[.MINOR[.PATCH]] in decimal digits"),
+        ({"app_version": "٢.٣"}, "app_version: must be MAJOR[.MINOR[.PATCH]] in decimal digits"),
+        ({"app_version": "-1.0"}, "app_version: must be MAJOR[.MINOR[.PATCH]] in decimal digits"),
+        ({"app_version": "2147.0.0"}, "app_version: MAJOR must be at most 2146"),
+        ({"app_version": "1" * 5000}, "app_version: MAJOR must be at most 2146"),
+        ({"app_version": "1.1000"}, "app_version: MINOR must be at most 999"),
+        ({"app_version": "1.0.1000"}, "app_version: PATCH must be at most 999"),
+    ],
+)
+def test_each_bad_field_is_rejected_with_a_reason_naming_field_and_rule(
+    fields: dict, reason: str
+) -> None:
+    assert rejected(body(**fields)) == reason
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "body: not valid JSON (Expecting value at line 1 column 1)"),
+        ("not json", "body: not valid JSON (Expecting value at line 1 column 1)"),
+        ('{"user_id": ', "body: not valid JSON (Expecting value at line 1 column 13)"),
+        ("[1, 2]", "body: must be a JSON object, got array"),
+        ('"a string"', "body: must be a JSON object, got string"),
+        ("null", "body: must be a JSON object, got null"),
+        ("42", "body: must be a JSON object, got number"),
+        ('{"x": NaN}', "body: not valid JSON (NaN is not valid JSON)"),
+        ('{"x": Infinity}', "body: not valid JSON (Infinity is not valid JSON)"),
+        (
+            "[" * 100_000,
+            "body: not valid JSON (maximum recursion depth exceeded while decoding a JSON array from a unicode string)",
+        ),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_rejected(text: str, reason: str) -> None:
+    assert rejected(text) == reason
+
+
+def test_the_exercise_malformed_message_names_every_missing_field() -> None:
+    assert rejected('{"foo": "oops_wrong_msg_type", "bar": "123"}') == (
+        "user_id: required; device_type: required; ip: required; device_id: required"
+    )
+
+
+def test_a_known_field_given_twice_is_rejected_but_unknown_duplicates_are_ignored() -> None:
+    assert rejected('{"ip": "1.2.3.4", ' + body()[1:]) == "ip: given more than once"
+    assert accepted('{"x": 1, "x": 2, ' + body()[1:]).ip == "199.172.111.135"
+
+
+def test_every_clause_is_reported_not_just_the_first() -> None:
+    reason = rejected(body(user_id=1, ip="nope", app_version="x"))
+    assert reason.split("; ") == [
+        "user_id: must be a string, got number",
+        "ip: must be an IPv4 or IPv6 address",
+        "app_version: must be MAJOR[.MINOR[.PATCH]] in decimal digits",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("199.172.111.135", "199.172.111.135"),
+        ("  10.0.0.1\n", "10.0.0.1"),
+        ("2001:DB8::0:1", "2001:db8::1"),
+        ("2001:db8:0:0:0:0:0:1", "2001:db8::1"),
+        ("::FFFF:1.2.3.4", "::ffff:1.2.3.4"),
+        ("::", "::"),
+    ],
+)
+def test_ip_is_trimmed_and_canonical(raw: str, canonical: str) -> None:
+    assert accepted(body(ip=raw)).ip == canonical
+
+
+def test_device_id_is_trimmed_and_may_be_256_characters() -> None:
+    assert accepted(body(device_id="  593-47-5928\t")).device_id == "593-47-5928"
+    assert accepted(body(device_id=" " + "d" * 256 + " ")).device_id == "d" * 256
+
+
+@pytest.mark.parametrize(
+    ("locale", "stored"),
+    [(None, None), (ABSENT, None), ("", ""), ("pt-BR", "pt-BR"), ("l" * 32, "l" * 32)],
+)
+def test_locale_is_optional(locale: object, stored: str | None) -> None:
+    assert accepted(body(locale=locale)).locale == stored
+
+
+@pytest.mark.parametrize(
+    ("version", "stored"),
+    [
+        (None, None),
+        (ABSENT, None),
+        ("2", 2_000_000),
+        ("2.3", 2_003_000),
+        ("2.3.0", 2_003_000),
+        ("0.8.3", 8_003),
+        ("007.010.001", 7_010_001),
+        ("2146.999.999", 2_146_999_999),
+        ("0", 0),
+    ],
+)
+def test_app_version_is_encoded(version: object, stored: int | None) -> None:
+    assert accepted(body(app_version=version)).app_version == stored
+
+
+def test_other_keys_are_ignored() -> None:
+    assert accepted(json.dumps(event(extra="x", nested={"a": [1]}))).user_id == event()["user_id"]
+
+
+def test_user_id_counts_characters_not_bytes() -> None:
+    assert accepted(body(user_id="é" * 128)).user_id == "é" * 128
+
+
+@given(st.text(max_size=200))
+def test_any_text_gives_an_event_or_a_reason_never_an_exception(text: str) -> None:
+    result = validate(text)
+    assert isinstance(result, LoginEvent | Invalid)
+
+
+MARK = "\u2603"  # every generated string carries it; no reason may
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=40).map(lambda s: MARK + s),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+FIELDS = ["user_id", "device_type", "ip", "device_id", "locale", "app_version", "other"]
+
+
+@given(st.dictionaries(st.sampled_from(FIELDS), json_values))
+def test_any_object_gives_an_event_or_a_reason_that_never_quotes_a_value(obj: dict) -> None:
+    result = validate(json.dumps(obj, ensure_ascii=False))
+    assert isinstance(result, LoginEvent | Invalid)
+    if isinstance(result, Invalid):
+        assert MARK not in result.reason
