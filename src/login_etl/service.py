@@ -6,7 +6,6 @@ run the same code path.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,8 +17,6 @@ from login_etl.core.transform import Transformer
 from login_etl.keys import load_key_file
 from login_etl.pipeline import Pipeline, RunStats
 from login_etl.retry import until_stopped
-
-log = logging.getLogger(__name__)
 
 
 def migrate_database(url: str) -> list[int]:

@@ -11,17 +11,15 @@ import typer
 QueueUrl = Annotated[
     str | None,
     typer.Option(
-        help="SQS queue URL. Env: LOGIN_ETL_QUEUE_URL "
-        "[default: http://localhost:4566/000000000000/login-queue]",
-        show_default=False,
+        help="SQS queue URL. Env: LOGIN_ETL_QUEUE_URL",
+        show_default="http://localhost:4566/000000000000/login-queue",
     ),
 ]
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(
-        help="PostgreSQL URL. Env: LOGIN_ETL_DATABASE_URL "
-        "[default: postgresql://postgres:postgres@localhost:5432/postgres]",
-        show_default=False,
+        help="PostgreSQL URL. Env: LOGIN_ETL_DATABASE_URL",
+        show_default="postgresql://postgres:postgres@localhost:5432/postgres",
     ),
 ]
 KeysetFile = Annotated[
@@ -35,36 +33,35 @@ VisibilityTimeout = Annotated[
     int | None,
     typer.Option(
         help="Seconds a received message stays hidden from other consumers. "
-        "Env: LOGIN_ETL_VISIBILITY_TIMEOUT [default: 60]",
-        show_default=False,
+        "Env: LOGIN_ETL_VISIBILITY_TIMEOUT",
+        show_default="60",
     ),
 ]
 WaitTimeSeconds = Annotated[
     int | None,
     typer.Option(
-        help="Long-poll wait of a receive, 0–20 s. Env: LOGIN_ETL_WAIT_TIME_SECONDS [default: 20]",
-        show_default=False,
+        help="Long-poll wait of a receive, 0–20 s. Env: LOGIN_ETL_WAIT_TIME_SECONDS",
+        show_default="20",
     ),
 ]
 BatchSize = Annotated[
     int | None,
     typer.Option(
-        help="Messages per database transaction. Env: LOGIN_ETL_BATCH_SIZE [default: 500]",
-        show_default=False,
+        help="Messages per database transaction. Env: LOGIN_ETL_BATCH_SIZE",
+        show_default="500",
     ),
 ]
 BatchWaitMs = Annotated[
     int | None,
     typer.Option(
-        help="Longest wait to fill a batch after its first message. "
-        "Env: LOGIN_ETL_BATCH_WAIT_MS [default: 500]",
-        show_default=False,
+        help="Longest wait to fill a batch after its first message. Env: LOGIN_ETL_BATCH_WAIT_MS",
+        show_default="500",
     ),
 ]
 LogLevel = Annotated[
     str | None,
     typer.Option(
-        help="DEBUG, INFO, WARNING or ERROR. Env: LOGIN_ETL_LOG_LEVEL [default: INFO]",
-        show_default=False,
+        help="DEBUG, INFO, WARNING or ERROR. Env: LOGIN_ETL_LOG_LEVEL",
+        show_default="INFO",
     ),
 ]

@@ -72,7 +72,11 @@ def progress(enabled: bool) -> Iterator[Callable[[RunStats], None] | None]:
 @app.command()
 def run(
     until_empty: Annotated[
-        bool, typer.Option(help="Exit once the queue has no visible, in-flight or delayed message.")
+        bool,
+        typer.Option(
+            "--until-empty",
+            help="Exit once the queue has no visible, in-flight or delayed message.",
+        ),
     ] = False,
     queue_url: options.QueueUrl = None,
     database_url: options.DatabaseUrl = None,
