@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -59,9 +61,14 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: SecretStr) -> SecretStr:
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in ("postgresql", "postgres"):
+        url = value.get_secret_value()
+        if urlsplit(url).scheme not in ("postgresql", "postgres"):
             raise ValueError("must be a postgresql:// URL")
+        try:
+            conninfo_to_dict(url)
+        except psycopg.Error:
+            # libpq's message quotes the offending part, which may be the password.
+            raise ValueError("is not a valid PostgreSQL URL (check its %-escapes)") from None
         return value
 
     @field_validator("log_level")

@@ -5,8 +5,8 @@ pipeline and the CLI decide what to do from the class alone::
 
     LoginEtlError
      ├── ConfigError          a setting is missing or invalid (CLI exit status 2)
-     ├── KeyError_            the key file is missing, unreadable, or does not fit
-     │    └── RevealError     a masked value does not decrypt with this key file
+     │    └── KeyFileError    the key file is missing, unreadable, or does not fit
+     ├── RevealError          a masked value does not decrypt with this key file
      ├── TransientError       worth retrying: connection lost, throttled, server restarting
      │    ├── SourceUnavailable   SQS could not be reached
      │    └── SinkUnavailable     PostgreSQL could not be reached
@@ -29,11 +29,11 @@ class ConfigError(LoginEtlError):
     """A setting is missing or invalid; the message names the setting."""
 
 
-class KeyError_(LoginEtlError):
+class KeyFileError(ConfigError):
     """The key file is missing, unreadable, malformed, or lacks a key the service needs."""
 
 
-class RevealError(KeyError_):
+class RevealError(LoginEtlError):
     """A masked value or encrypted body does not decrypt with the key file given."""
 
 
@@ -71,7 +71,7 @@ class RowRefused(SinkError):
 
 __all__ = [
     "ConfigError",
-    "KeyError_",
+    "KeyFileError",
     "LoginEtlError",
     "PermanentError",
     "RevealError",

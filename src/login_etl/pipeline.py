@@ -23,13 +23,11 @@ import tenacity
 from login_etl.core.model import Message, Outcome, Rejected
 from login_etl.core.transform import Transformer
 from login_etl.errors import RowRefused, TransientError
-from login_etl.ports import CommitResult, MessageSource, Sink
+from login_etl.ports import MAX_RECEIVE, CommitResult, MessageSource, Sink
 from login_etl.retry import BACKOFF_MAX_S, until_stopped
 
 log = logging.getLogger(__name__)
 
-# SQS hands out at most 10 messages per receive.
-MAX_RECEIVE = 10
 # Long poll used by --until-empty: short, so that the end of the queue is noticed quickly.
 DRAIN_POLL_S = 1
 
@@ -112,9 +110,10 @@ class Pipeline:
             if self.stop.is_set():
                 break
             try:
-                more = self._receive(0, self._batch_size - len(batch))
+                # No retries here: if SQS fails now, commit what is in hand first.
+                more = self._source.receive(0, min(MAX_RECEIVE, self._batch_size - len(batch)))
             except TransientError:
-                break  # retries end only on shutdown: commit what is in hand
+                break
             if not more:
                 break
             batch.extend(more)

@@ -8,6 +8,9 @@ from typing import Protocol
 
 from login_etl.core.model import Message, Outcome
 
+# SQS hands out at most 10 messages per receive.
+MAX_RECEIVE = 10
+
 
 @dataclass(frozen=True, slots=True)
 class Backlog:
@@ -34,7 +37,7 @@ class CommitResult:
 class MessageSource(Protocol):
     """A queue: receive, delete after commit, release what was not committed."""
 
-    def receive(self, wait_seconds: int, max_messages: int = 10) -> list[Message]: ...
+    def receive(self, wait_seconds: int, max_messages: int = MAX_RECEIVE) -> list[Message]: ...
 
     def delete(self, messages: Sequence[Message]) -> int:
         """Delete; returns the number of deletes that failed (they will be redelivered)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from login_etl.adapters.postgres import QuarantineStore
+from login_etl.adapters.postgres import QuarantineStore, vault_lookup
 from login_etl.config import Settings
 from login_etl.keys import KeyRing
 from login_etl.ports import Backlog
@@ -82,7 +82,7 @@ def test_every_bad_input_class_is_recorded_and_the_rest_is_loaded(
     assert rows["edge-absent"][3:] == (None, None)
     long_token = rows["edge-long-device"][2]
     assert len(long_token) <= 256
-    assert keys.masker.reveal("device_id", long_token, store.vault_ciphertext) == "é" * 256
+    assert keys.masker.reveal("device_id", long_token, vault_lookup(db)) == "é" * 256
     assert rows["u" * 128][4] == 2_146_999_999
 
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 
 from login_etl.demo.data import generate_bodies
 from login_etl.ports import Backlog
-from tests.integration.conftest import count
+from tests.integration.conftest import count, with_database
 
 
 @pytest.fixture
@@ -134,8 +133,8 @@ def test_keys_create_writes_a_private_file_and_never_overwrites(
 
 
 def test_migrate_twice(cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
-    assert "Applied migrations 1." in cli("migrate").stdout
-    assert "Schema is up to date." in cli("migrate").stdout
+    assert "Applied migrations 1; schema at version 1." in cli("migrate").stdout
+    assert "Schema is up to date (version 1)." in cli("migrate").stdout
 
 
 def test_sigterm_finishes_the_batch_in_hand_and_exits_0(
@@ -144,8 +143,9 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(
     backlog: Callable[[], Backlog],
     database_url: str,
 ) -> None:
-    send(generate_bodies(30, malformed=0))
-    env: dict[str, Any] = cli.env  # type: ignore[attr-defined]
+    total = 400
+    send(generate_bodies(total, malformed=0))
+    env: dict[str, Any] = cli.env | {"LOGIN_ETL_BATCH_SIZE": "20", "LOGIN_ETL_BATCH_WAIT_MS": "50"}  # type: ignore[attr-defined]
     worker = subprocess.Popen(
         [sys.executable, "-m", "login_etl", "run"],
         env=env,
@@ -153,12 +153,84 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not backlog().empty:
-        time.sleep(0.2)
+    assert worker.stderr is not None
+    for line in worker.stderr:  # wait until the worker is mid-stream
+        if "batch 2:" in line:
+            break
     worker.send_signal(signal.SIGTERM)
-    out, err = worker.communicate(timeout=30)
+    out, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err
-    assert "Done: 30 received, 30 loaded" in out
+    assert "SIGTERM received: finishing the batch in hand" in err
+    loaded = int(out.split("received, ")[1].split(" loaded")[0])
+    assert 40 <= loaded < total, "stopped mid-stream, after the batches in hand"
     with psycopg.connect(database_url) as conn:
-        assert count(conn, "user_logins") == 30
+        assert count(conn, "user_logins") == loaded
+    left = backlog()
+    assert left.in_flight == 0, "nothing is held back: what was not committed was released"
+    assert left.visible == total - loaded
+
+
+def test_usage_errors_exit_2_without_a_traceback(
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    for args in (["run", "--bogus"], ["keys", "create"], ["reveal", "x"], ["nonsense"]):
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert cli().returncode == 2
+    assert "Usage" in cli().stdout + cli().stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"LOGIN_ETL_KEYSET_FILE": "/nonexistent/keys.json"},
+            "key file /nonexistent/keys.json not found",
+        ),
+        (
+            {"LOGIN_ETL_DATABASE_URL": "postgresql://u:hunter2%zz@localhost/db"},
+            "LOGIN_ETL_DATABASE_URL (--database-url): is not a valid PostgreSQL URL",
+        ),
+        (
+            {"LOGIN_ETL_QUEUE_URL": "localhost:4566"},
+            "LOGIN_ETL_QUEUE_URL (--queue-url): must be an http(s) URL",
+        ),
+    ],
+)
+def test_bad_configuration_exits_2_with_one_line(
+    cli: Callable[..., subprocess.CompletedProcess[str]], env: dict[str, str], message: str
+) -> None:
+    result = cli("run", "--until-empty", **env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+def test_a_database_that_refuses_us_stops_the_worker_at_once(
+    cli: Callable[..., subprocess.CompletedProcess[str]], database_url: str
+) -> None:
+    wrong = with_database(database_url, "no_such_database")
+    result = cli("run", "--until-empty", LOGIN_ETL_DATABASE_URL=wrong)
+    assert result.returncode == 1
+    assert "PostgreSQL refused the connection" in result.stderr
+    assert "retry" not in result.stderr
+
+
+def test_reveal_prints_plaintexts_exactly(
+    cli: Callable[..., subprocess.CompletedProcess[str]], key_file: Path
+) -> None:
+    from login_etl.keys import load_key_file
+
+    masker = load_key_file(key_file).masker
+    values = ["dev:thumbs_up:42", "a\tb", "[bold]x[/bold]", "é" * 256]
+    tokens = [masker.mask("device_id", v).token for v in values[:3]]
+    result = cli("reveal", "--field", "device_id", *tokens)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "".join(v + "\n" for v in values[:3])
+
+    two_lines = masker.mask("device_id", "line1\nline2").token
+    assert cli("reveal", "--field", "device_id", two_lines).returncode == 1
+    as_json = cli("reveal", "--field", "device_id", "--json", two_lines)
+    assert as_json.stdout == '["line1\\nline2"]\n'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -10,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from login_etl.adapters.postgres import PostgresSink, connect, migrate
+from login_etl.adapters.postgres import PostgresSink
 from login_etl.adapters.sqs import SqsSource
 from login_etl.config import Settings
 from login_etl.core.model import Message
@@ -67,38 +68,56 @@ def test_with_postgres_down_nothing_is_deleted_and_all_rows_arrive_once_it_is_ba
     tmp_path: Path,
 ) -> None:
     with EmbeddedPostgres(tmp_path) as server:
-        with connect(server.url) as conn:
-            migrate(conn)
         send(generate_bodies(40, malformed=1))
         settings = make_settings(database_url=server.url, visibility_timeout=2)
-        server.stop()
-
         result: dict[str, Any] = {}
-        stop = threading.Event()
+        with open_pipeline(settings) as pipeline:  # migrated while the server is up
+            server.stop()
+            worker = threading.Thread(
+                target=lambda: result.setdefault("stats", pipeline.run(until_empty=True))
+            )
+            worker.start()
+            time.sleep(4)  # the worker holds a batch whose commit keeps failing
+            waiting = backlog()
+            assert waiting.visible + waiting.in_flight == 40, "nothing deleted while it is down"
+            assert pipeline.stats.received == 0, "no batch counted as done"
+            assert worker.is_alive()
 
-        def work() -> None:
-            with open_pipeline(settings, stop=stop) as pipeline:
-                result["stats"] = pipeline.run(until_empty=True)
-
-        # Migration at start-up waits for the database too; start it while the server is down.
-        worker = threading.Thread(target=work)
-        worker.start()
-        time.sleep(3)
-        waiting = backlog()
-        assert waiting.visible + waiting.in_flight == 40, (
-            "nothing deleted while the database is down"
-        )
-        assert worker.is_alive()
-
-        server.start()
-        worker.join(60)
-        assert not worker.is_alive()
+            server.start()
+            worker.join(60)
+            assert not worker.is_alive()
         stats = result["stats"]
         assert (stats.loaded, stats.rejected) == (39, 1)
         assert backlog().empty
         with psycopg.connect(server.url) as conn:
             assert count(conn, "user_logins") == 39
             assert count(conn, "login_etl.processed_messages") == 40
+
+
+def test_a_worker_started_before_postgres_waits_for_it(
+    make_settings: Callable[..., Settings],
+    send: Callable[[list[str]], int],
+    backlog: Callable[[], Backlog],
+    tmp_path: Path,
+) -> None:
+    with EmbeddedPostgres(tmp_path) as server:
+        server.stop()
+        send(generate_bodies(10, malformed=0))
+        settings = make_settings(database_url=server.url)
+        result: dict[str, Any] = {}
+
+        def work() -> None:
+            with open_pipeline(settings) as pipeline:
+                result["stats"] = pipeline.run(until_empty=True)
+
+        worker = threading.Thread(target=work)
+        worker.start()
+        time.sleep(2)
+        assert worker.is_alive()
+        server.start()
+        worker.join(60)
+        assert result["stats"].loaded == 10
+        assert backlog().empty
 
 
 def test_postgres_lost_mid_drain_is_retried_without_loss(
@@ -154,3 +173,39 @@ def test_concurrent_workers_load_every_message_exactly_once(
         "SELECT count(*) FROM (SELECT user_id FROM user_logins GROUP BY 1 HAVING count(*) > 1) d"
     ).fetchone() == (0,)
     assert backlog().empty
+
+
+def test_concurrent_batches_sharing_messages_load_each_once_without_deadlock(
+    database_url: str, db: psycopg.Connection[tuple[Any, ...]], keys: KeyRing
+) -> None:
+    """Three sinks commit overlapping, shuffled batches at once, as workers do when a visibility
+    timeout hands one message to two of them."""
+    transform = Transformer(keys.masker, keys.sealer)
+    pool = [
+        Message(f"m-{i:04d}", body_text, 1_700_000_000_000, "r")
+        for i, body_text in enumerate(generate_bodies(200, malformed=10))
+    ]
+    outcomes = [transform(m) for m in pool]
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        sink = PostgresSink(database_url)
+        try:
+            for _ in range(15):
+                sink.commit(rng.sample(outcomes, 60))
+            sink.commit(outcomes)  # finally everything, so every id is claimed once
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            sink.close()
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert count(db, "login_etl.processed_messages") == 200
+    assert count(db, "user_logins") == 190
+    assert count(db, "login_etl.rejected_messages") == 10

@@ -126,6 +126,14 @@ def test_an_aws_queue_url_is_left_to_boto3_with_its_region() -> None:
     }
 
 
+def test_an_explicit_aws_endpoint_gets_no_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://sqs.us-west-2.amazonaws.com")
+    assert kwargs_for("https://sqs.us-west-2.amazonaws.com/123456789012/logins") == {
+        "endpoint_url": "https://sqs.us-west-2.amazonaws.com",
+        "region_name": "us-west-2",
+    }
+
+
 def test_configured_credentials_region_and_endpoint_are_kept(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

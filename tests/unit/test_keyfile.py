@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from login_etl.errors import KeyError_
+from login_etl.errors import KeyFileError
 from login_etl.keys import create_key_file, load_key_file
 
 
 def test_a_missing_key_file_says_how_to_create_one(tmp_path: Path) -> None:
-    with pytest.raises(KeyError_, match="login-etl keys create --out"):
+    with pytest.raises(KeyFileError, match="login-etl keys create --out"):
         load_key_file(tmp_path / "absent.json")
 
 
@@ -30,7 +30,7 @@ def test_a_broken_key_file_is_named_with_what_is_wrong(
 ) -> None:
     path = tmp_path / "k.json"
     path.write_text(content)
-    with pytest.raises(KeyError_, match=message):
+    with pytest.raises(KeyFileError, match=message):
         load_key_file(path)
 
 
@@ -41,7 +41,7 @@ def test_swapped_keysets_are_refused_without_quoting_them(tmp_path: Path) -> Non
     keysets = doc["keysets"]
     keysets["masking"], keysets["quarantine"] = keysets["quarantine"], keysets["masking"]
     path.write_text(json.dumps(doc))
-    with pytest.raises(KeyError_) as info:
+    with pytest.raises(KeyFileError) as info:
         load_key_file(path)
     for keyset in keysets.values():
         for key in keyset["key"]:
@@ -55,6 +55,6 @@ def test_a_malformed_keyset_is_refused_without_quoting_it(tmp_path: Path) -> Non
     secret = doc["keysets"]["masking"]["key"][0]["keyData"]["value"]
     doc["keysets"]["masking"]["key"][0]["keyData"]["value"] = secret[:-8] + "!!!!!!!!"
     path.write_text(json.dumps(doc))
-    with pytest.raises(KeyError_) as info:
+    with pytest.raises(KeyFileError) as info:
         load_key_file(path)
     assert secret[:20] not in str(info.value)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from login_etl.core.masking import MAX_TOKEN_LENGTH, VAULT_PREFIX, TinkMasker
+from login_etl.core.masking import MAX_TOKEN_LENGTH, VAULT_PREFIX
 from login_etl.errors import RevealError
 from login_etl.keys import KeyRing, create_key_file, load_key_file
 
@@ -116,10 +116,6 @@ def test_sealed_bodies_open_only_with_their_message_id(
     assert keys.sealer.open(message_id, sealed) == body
     with pytest.raises(RevealError):
         keys.sealer.open(message_id + "x", sealed)
-
-
-def test_tink_masker_is_the_masker_of_the_key_ring(keys: KeyRing) -> None:
-    assert isinstance(keys.masker, TinkMasker)
 
 
 def test_key_file_is_private_and_never_overwritten(tmp_path: Path) -> None:

@@ -118,7 +118,7 @@ def test_each_bad_field_is_rejected_with_a_reason_naming_field_and_rule(
         ('{"x": Infinity}', "body: not valid JSON (Infinity is not valid JSON)"),
         (
             "[" * 100_000,
-            "body: not valid JSON (maximum recursion depth exceeded while decoding a JSON array from a unicode string)",
+            "body: nested too deeply to parse",
         ),
     ],
 )
@@ -190,6 +190,13 @@ def test_locale_is_optional(locale: object, stored: str | None) -> None:
 )
 def test_app_version_is_encoded(version: object, stored: int | None) -> None:
     assert accepted(body(app_version=version)).app_version == stored
+
+
+def test_a_huge_number_in_an_ignored_key_is_ignored_and_in_a_known_key_is_a_wrong_type() -> None:
+    assert accepted(json.dumps(event())[:-1] + ', "extra": ' + "9" * 5000 + "}").user_id
+    assert rejected(json.dumps(event()).replace('"RU"', "9" * 5000)) == (
+        "locale: must be a string, got number"
+    )
 
 
 def test_other_keys_are_ignored() -> None:

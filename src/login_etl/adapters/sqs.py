@@ -17,8 +17,8 @@ import botocore.config
 import botocore.exceptions
 
 from login_etl.core.model import Message
-from login_etl.errors import SourceError, SourceUnavailable
-from login_etl.ports import Backlog
+from login_etl.errors import ConfigError, SourceError, SourceUnavailable
+from login_etl.ports import MAX_RECEIVE, Backlog
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -31,8 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# SQS's hard limits.
-MAX_MESSAGES_PER_RECEIVE = 10
+# SQS's limit on entries in one *Batch call.
 MAX_ENTRIES_PER_BATCH_CALL = 10
 
 DEFAULT_REGION = "us-east-1"
@@ -75,7 +74,8 @@ def client_kwargs(settings: Settings, session: boto3.session.Session) -> dict[st
         endpoint = f"{parts.scheme}://{parts.netloc}"
     if endpoint is not None:
         kwargs["endpoint_url"] = endpoint
-    if endpoint is not None and session.get_credentials() is None:
+    emulator = endpoint is not None and not is_aws_host(urlsplit(endpoint).hostname or "")
+    if emulator and session.get_credentials() is None:
         kwargs.update(EMULATOR_CREDENTIALS)
     if session.region_name is None:
         labels = host.split(".")
@@ -113,7 +113,10 @@ class SqsSource:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, max_connections: int = 10) -> SqsSource:
-        session = boto3.session.Session()
+        try:
+            session = boto3.session.Session()
+        except botocore.exceptions.ProfileNotFound as err:
+            raise ConfigError(f"AWS_PROFILE: {err}") from None
         config = botocore.config.Config(
             # botocore's standard mode retries throttling and 5xx with jittered backoff; longer
             # outages surface as SourceUnavailable and the pipeline backs off.
@@ -123,19 +126,22 @@ class SqsSource:
             read_timeout=settings.wait_time_seconds + 10,
             max_pool_connections=max_connections,
         )
-        client = session.client("sqs", config=config, **client_kwargs(settings, session))
+        try:
+            client = session.client("sqs", config=config, **client_kwargs(settings, session))
+        except botocore.exceptions.BotoCoreError as err:
+            raise ConfigError(f"AWS configuration: {err}") from None
         return cls(client, settings.queue_url, visibility_timeout=settings.visibility_timeout)
 
-    def receive(
-        self, wait_seconds: int, max_messages: int = MAX_MESSAGES_PER_RECEIVE
-    ) -> list[Message]:
+    def receive(self, wait_seconds: int, max_messages: int = MAX_RECEIVE) -> list[Message]:
         try:
             response = self._client.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=max_messages,
                 WaitTimeSeconds=wait_seconds,
                 VisibilityTimeout=self._visibility_timeout,
-                MessageSystemAttributeNames=["SentTimestamp"],
+                # AttributeNames, not its newer alias MessageSystemAttributeNames: every botocore
+                # and emulator knows it, including the query-protocol ones old images need.
+                AttributeNames=["SentTimestamp"],
             )
         except _CAUGHT as err:
             raise _translate(err, "receive") from err

@@ -7,34 +7,32 @@ from __future__ import annotations
 
 import sys
 
-import click
-
 from login_etl.cli import demo, keys, quarantine, run  # noqa: F401 - register the commands
 from login_etl.cli.app import app, err
 from login_etl.errors import ConfigError, LoginEtlError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `login-etl` script; returns the exit status."""
+    """Entry point of the `login-etl` script; returns the exit status.
+
+    Typer handles usage errors itself (exit 2 with the usage line); login-etl's own errors are
+    shown here as one line, never a traceback.
+    """
     try:
-        result = app(args=argv, prog_name="login-etl", standalone_mode=False)
-    except click.ClickException as error:
-        error.show()
-        return error.exit_code
-    except (click.Abort, KeyboardInterrupt):
-        err.print("login-etl: interrupted")
-        return EXIT_INTERRUPTED
+        app(args=argv, prog_name="login-etl")
+    except SystemExit as done:
+        code = done.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_ERROR)
     except ConfigError as error:
         err.print(f"login-etl: {error}", markup=False)
         return EXIT_USAGE
     except LoginEtlError as error:
         err.print(f"login-etl: error: {error}", markup=False)
         return EXIT_ERROR
-    return result if isinstance(result, int) else 0
+    return 0
 
 
 __all__ = ["app", "main"]

@@ -1,5 +1,6 @@
 """Options shared by several commands. Each overrides the LOGIN_ETL_* variable it names;
-defaults and validation live in login_etl.config, the one place for configuration."""
+defaults and validation live in login_etl.config, the one place for configuration. Numbers are
+taken as text here so that a bad one gets the same one-line error as a bad variable."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ KeysetFile = Annotated[
     ),
 ]
 VisibilityTimeout = Annotated[
-    int | None,
+    str | None,
     typer.Option(
         help="Seconds a received message stays hidden from other consumers. "
         "Env: LOGIN_ETL_VISIBILITY_TIMEOUT",
@@ -38,21 +39,21 @@ VisibilityTimeout = Annotated[
     ),
 ]
 WaitTimeSeconds = Annotated[
-    int | None,
+    str | None,
     typer.Option(
         help="Long-poll wait of a receive, 0–20 s. Env: LOGIN_ETL_WAIT_TIME_SECONDS",
         show_default="20",
     ),
 ]
 BatchSize = Annotated[
-    int | None,
+    str | None,
     typer.Option(
         help="Messages per database transaction. Env: LOGIN_ETL_BATCH_SIZE",
         show_default="500",
     ),
 ]
 BatchWaitMs = Annotated[
-    int | None,
+    str | None,
     typer.Option(
         help="Longest wait to fill a batch after its first message. Env: LOGIN_ETL_BATCH_WAIT_MS",
         show_default="500",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from login_etl.adapters.postgres import QuarantineStore, connect
@@ -25,9 +28,11 @@ def quarantine_list(
     with connect(settings.database_url.get_secret_value()) as conn:
         store = QuarantineStore(conn)
         entries, total = store.list(limit), store.count()
-    table = Table("message id", "rejected at (UTC)", "reason", title=f"{total} rejected messages")
+    noun = "message" if total == 1 else "messages"
+    table = Table("message id", "rejected at (UTC)", "reason", title=f"{total} rejected {noun}")
     for entry in entries:
-        table.add_row(entry.message_id, f"{entry.rejected_at:%Y-%m-%d %H:%M:%S}", entry.reason)
+        when = entry.rejected_at.astimezone(dt.UTC)
+        table.add_row(escape(entry.message_id), f"{when:%Y-%m-%d %H:%M:%S}", escape(entry.reason))
     out.print(table)
 
 
@@ -44,10 +49,11 @@ def quarantine_show(
         entry = QuarantineStore(conn).get(message_id)
     if entry is None:
         raise LoginEtlError(f"no rejected message with id {message_id}")
-    out.print(f"message id:  {entry.message_id}", markup=False)
-    out.print(f"rejected at: {entry.rejected_at:%Y-%m-%d %H:%M:%S %Z}", markup=False)
-    out.print(f"reason:      {entry.reason}", markup=False)
-    out.print("body:", markup=False)
-    out.print(
-        sealer.open(entry.message_id, entry.body), markup=False, highlight=False, soft_wrap=True
+    body = sealer.open(entry.message_id, entry.body)
+    # Written as is: a rich console would alter the body (emoji codes, tabs).
+    sys.stdout.write(
+        f"message id:  {entry.message_id}\n"
+        f"rejected at: {entry.rejected_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC\n"
+        f"reason:      {entry.reason}\n"
+        f"body:\n{body}\n"
     )

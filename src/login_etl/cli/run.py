@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from login_etl.adapters.postgres import SCHEMA_VERSION
 from login_etl.cli import options
 from login_etl.cli.app import app, err, out
 from login_etl.config import load_settings
@@ -117,6 +118,7 @@ def migrate(database_url: options.DatabaseUrl = None, log_level: options.LogLeve
     configure_logging(settings.log_level)
     applied = migrate_database(settings.database_url.get_secret_value())
     if applied:
-        out.print(f"Applied migrations {', '.join(map(str, applied))}.")
+        versions = ", ".join(map(str, applied))
+        out.print(f"Applied migrations {versions}; schema at version {SCHEMA_VERSION}.")
     else:
-        out.print("Schema is up to date.")
+        out.print(f"Schema is up to date (version {SCHEMA_VERSION}).")

@@ -60,6 +60,22 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Python refuses to convert integers of more than 4,300 digits (a denial-of-service guard). Such a
+# number in an ignored key must not sink the message, and in a known key it is a wrong type
+# anyway, so it is kept as an (infinite) float: a number, never converted.
+_INT_DIGITS_LIMIT = 4_000
+
+
+def _parse_int(text: str) -> int | float:
+    return int(text) if len(text) < _INT_DIGITS_LIMIT else float("inf")
+
+
+# One decoder for every message: json.loads with arguments would build a new one per call.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_object_pairs, parse_constant=_reject_constant, parse_int=_parse_int
+)
+
+
 def _text(low: int, high: int, counted: str = "") -> Callable[[str], str]:
     """A rule for a string of `low`–`high` characters. Postgres text cannot hold NUL or
     unpaired surrogates, so those are input errors here rather than load failures later."""
@@ -124,12 +140,14 @@ _RULES: dict[str, tuple[bool, Callable[[str], Any]]] = {
 
 def _parse(body: str) -> dict[str, Any] | Invalid:
     try:
-        obj = json.loads(body, object_pairs_hook=_object_pairs, parse_constant=_reject_constant)
+        obj = _DECODER.decode(body)
     except _DuplicateField as dup:
         return Invalid(f"{dup}: given more than once")
     except json.JSONDecodeError as err:
         return Invalid(f"body: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})")
-    except (ValueError, RecursionError) as err:
+    except RecursionError:
+        return Invalid("body: nested too deeply to parse")
+    except ValueError as err:
         return Invalid(f"body: not valid JSON ({err})")
     if not isinstance(obj, dict):
         return Invalid(f"body: must be a JSON object, got {_json_type(obj)}")

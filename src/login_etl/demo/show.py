@@ -57,7 +57,7 @@ def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]])
 def _query(
     console: Console, conn: psycopg.Connection[tuple[object, ...]], title: str, sql: str
 ) -> list[tuple[object, ...]]:
-    console.print(Syntax(sql, "sql", theme="ansi_dark", background_color="default"))
+    console.print(Syntax(sql, "sql", theme="ansi_dark", background_color="default", word_wrap=True))
     cur = conn.execute(sql)
     rows = cur.fetchall()
     headers = [c.name for c in cur.description or ()]
@@ -126,8 +126,12 @@ def _analyst_view(console: Console, url: str, keyset: Path) -> None:
     if duplicates:
         field, token = str(duplicates[0][0]), str(duplicates[0][1])
         plaintext = masker.reveal(field, token)  # type: ignore[arg-type]
-        console.print(f"$ login-etl reveal --field {field} {token}", markup=False)
-        console.print(plaintext, markup=False)
+        console.print(
+            f"The most repeated {field}, as `login-etl reveal --field {field} {token}` "
+            f"would print it with this demo's key file:",
+            markup=False,
+        )
+        console.print(f"  {plaintext}", markup=False)
         again = masker.mask(field, plaintext).token  # type: ignore[arg-type]
         console.print(
             f"Masking {plaintext!r} again gives the same token: {again == token}", markup=False

@@ -23,7 +23,7 @@ from tink import aead, daead, secret_key_access
 from tink import json_proto_keyset_format as keyset_json
 
 from login_etl.core.masking import TinkMasker, TinkSealer
-from login_etl.errors import KeyError_
+from login_etl.errors import KeyFileError, LoginEtlError
 
 daead.register()
 aead.register()
@@ -65,9 +65,9 @@ def create_key_file(path: Path) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as err:
-        raise KeyError_(f"key file {path} already exists; it is never overwritten") from err
+        raise LoginEtlError(f"key file {path} already exists; it is never overwritten") from err
     except OSError as err:
-        raise KeyError_(f"cannot create key file {path}: {err.strerror}") from err
+        raise LoginEtlError(f"cannot create key file {path}: {err.strerror}") from err
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         json.dump(document, out, indent=2)
         out.write("\n")
@@ -77,17 +77,17 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
-        raise KeyError_(f"key file {path} not found; {_how_to_create(path)}") from err
+        raise KeyFileError(f"key file {path} not found; {_how_to_create(path)}") from err
     except OSError as err:
-        raise KeyError_(f"cannot read key file {path}: {err.strerror}") from err
+        raise KeyFileError(f"cannot read key file {path}: {err.strerror}") from err
     try:
         document = json.loads(text)
     except json.JSONDecodeError as err:
-        raise KeyError_(f"key file {path} is not JSON (line {err.lineno})") from None
+        raise KeyFileError(f"key file {path} is not JSON (line {err.lineno})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise KeyError_(f"{path} is not a login-etl key file")
+        raise KeyFileError(f"{path} is not a login-etl key file")
     if document.get("version") != VERSION:
-        raise KeyError_(
+        raise KeyFileError(
             f"key file {path} has version {document.get('version')!r}; "
             f"this login-etl reads version {VERSION}"
         )
@@ -97,12 +97,12 @@ def _read(path: Path) -> dict[str, Any]:
 def _handle(path: Path, document: dict[str, Any], name: str) -> tink.KeysetHandle:
     keyset = document.get("keysets", {}).get(name)
     if keyset is None:
-        raise KeyError_(f"key file {path} has no {name!r} keyset")
+        raise KeyFileError(f"key file {path} has no {name!r} keyset")
     try:
         return keyset_json.parse(json.dumps(keyset), secret_key_access.TOKEN)
     except (tink.TinkError, ValueError, TypeError):
         # `from None`: the parser's message may quote the keyset.
-        raise KeyError_(f"key file {path}: the {name!r} keyset is malformed") from None
+        raise KeyFileError(f"key file {path}: the {name!r} keyset is malformed") from None
 
 
 def load_key_file(path: Path) -> KeyRing:
@@ -115,5 +115,5 @@ def load_key_file(path: Path) -> KeyRing:
         masker = TinkMasker(_handle(path, document, "masking").primitive(daead.DeterministicAead))
         sealer = TinkSealer(_handle(path, document, "quarantine").primitive(aead.Aead))
     except tink.TinkError:
-        raise KeyError_(f"key file {path}: a keyset holds the wrong kind of key") from None
+        raise KeyFileError(f"key file {path}: a keyset holds the wrong kind of key") from None
     return KeyRing(masker=masker, sealer=sealer)

@@ -1,9 +1,10 @@
-"""PostgreSQL adapter: schema migrations, the batch sink, and quarantine reads."""
+"""PostgreSQL adapter: schema migrations, the batch sink, quarantine and vault reads."""
 
 from login_etl.adapters.postgres.connection import connect
 from login_etl.adapters.postgres.quarantine import QuarantineEntry, QuarantineStore
 from login_etl.adapters.postgres.schema import SCHEMA_VERSION, migrate
 from login_etl.adapters.postgres.sink import PostgresSink
+from login_etl.adapters.postgres.vault import vault_lookup
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -12,4 +13,5 @@ __all__ = [
     "QuarantineStore",
     "connect",
     "migrate",
+    "vault_lookup",
 ]

@@ -18,13 +18,28 @@ CONNECT_TIMEOUT_S = 5
 _TRANSIENT_CLASSES = ("08", "57P", "53", "40")
 
 
+# libpq gives no SQLSTATE for a refused connection, only its message; these say that retrying
+# will not help (a wrong database, role or password, or a server that bars us).
+_PERMANENT_CONNECT = (
+    "does not exist",
+    "authentication failed",
+    "pg_hba.conf",
+    "permission denied",
+    "invalid",
+)
+
+
 def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    """Open a connection; SinkUnavailable if the server cannot be reached."""
+    """Open a connection: SinkUnavailable if the server cannot be reached now, SinkError if it
+    refuses us for good."""
     try:
         return psycopg.connect(
             url,
             connect_timeout=CONNECT_TIMEOUT_S,
             application_name=APPLICATION_NAME,
+            # Python encodes UTF-8; the server converts to the database's encoding and reports a
+            # character it cannot store as a data error (a row to quarantine, not a crash).
+            client_encoding="utf8",
             # Notice a dead server within about a minute instead of the kernel's two hours.
             keepalives=1,
             keepalives_idle=30,
@@ -32,7 +47,13 @@ def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
             keepalives_count=3,
         )
     except psycopg.OperationalError as err:
-        raise SinkUnavailable(f"PostgreSQL unreachable: {_first_line(err)}") from None
+        message = _first_line(err)
+        if any(marker in message for marker in _PERMANENT_CONNECT):
+            raise SinkError(f"PostgreSQL refused the connection: {message}") from None
+        raise SinkUnavailable(f"PostgreSQL unreachable: {message}") from None
+    except psycopg.Error as err:
+        # A malformed URL: libpq's message may quote the password, so it is not repeated.
+        raise SinkError(f"the database URL is not usable ({type(err).__name__})") from None
 
 
 def _first_line(err: Exception) -> str:

@@ -1,10 +1,9 @@
-"""Reads of what the service stored for people: rejected messages and vault ciphertexts."""
+"""Reads of the quarantine: rejected messages, their reasons and their sealed bodies."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import cast
 
 import psycopg
 
@@ -23,7 +22,7 @@ class QuarantineEntry:
 
 
 class QuarantineStore:
-    """Queries over `login_etl.rejected_messages` and `login_etl.masked_values`."""
+    """Queries over `login_etl.rejected_messages`."""
 
     def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         self._conn = conn
@@ -50,11 +49,3 @@ class QuarantineStore:
                 (message_id,),
             ).fetchone()
         return QuarantineEntry(*row) if row else None  # type: ignore[arg-type]
-
-    def vault_ciphertext(self, token: str) -> bytes | None:
-        """The ciphertext behind a vault token ("~…"), for reveal."""
-        with translated("read masked value"):
-            row = self._conn.execute(
-                "SELECT ciphertext FROM login_etl.masked_values WHERE token = %s", (token,)
-            ).fetchone()
-        return bytes(cast("bytes", row[0])) if row else None

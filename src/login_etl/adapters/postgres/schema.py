@@ -93,13 +93,3 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]]) -> list[int]:
             applied.append(version)
         check_user_logins(conn)
     return applied
-
-
-def current_version(conn: psycopg.Connection[tuple[object, ...]]) -> int | None:
-    """The recorded schema version, or None before the first migration."""
-    with translated("read schema version"):
-        exists = conn.execute("SELECT to_regclass('login_etl.schema_version')").fetchone()
-        if not exists or exists[0] is None:
-            return None
-        row = conn.execute("SELECT max(version) FROM login_etl.schema_version").fetchone()
-    return int(row[0]) if row and row[0] is not None else None  # type: ignore[call-overload]
