@@ -37,11 +37,15 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(60, ge=1, le=43_200)
     # 20 s is SQS's longest long poll: fewest empty receives, and the bound on shutdown latency.
     wait_time_seconds: int = Field(20, ge=0, le=20)
-    # Messages per database transaction: big enough that COPY amortises the commit, small
-    # enough that one batch is held well within the visibility timeout.
-    batch_size: int = Field(500, ge=1, le=10_000)
-    # How long to keep gathering a batch once its first message arrived.
-    batch_wait_ms: int = Field(500, ge=0, le=60_000)
+    # Messages per database transaction: big enough that COPY amortises the commit (load
+    # throughput flattens above ~1,000, docs/benchmarks.md), small enough that a batch is held
+    # well within the visibility timeout.
+    batch_size: int = Field(1000, ge=1, le=10_000)
+    # How long to keep filling a batch once its first message arrived: a fraction of a second,
+    # so that a quiet queue's messages still land promptly.
+    batch_wait_ms: int = Field(250, ge=0, le=60_000)
+    # Concurrent long-polls per worker process (SQS gives 10 messages per call).
+    pollers: int = Field(8, ge=1, le=64)
     log_level: str = "INFO"
     # Read from boto3's own variables so that the adapter can tell whether one was set.
     aws_endpoint_url: str | None = Field(

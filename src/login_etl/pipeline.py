@@ -1,5 +1,7 @@
 """The pipeline: receive → transform → commit → delete. It owns the delivery guarantee.
 
+    pollers (threads) ──▶ Inbox (bounded) ──▶ batch: transform + commit ──▶ deleters (threads)
+
 * A message leaves the queue only after its outcome (row or rejection) is committed, together
   with its id in the ledger, in the batch's one transaction.
 * A redelivered message finds its id in the ledger and is only deleted.
@@ -16,13 +18,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import tenacity
 
 from login_etl.core.model import Message, Outcome, Rejected
 from login_etl.core.transform import Transformer
 from login_etl.errors import RowRefused, TransientError
+from login_etl.intake import Inbox, Pollers
 from login_etl.ports import MAX_RECEIVE, CommitResult, MessageSource, Sink
 from login_etl.retry import BACKOFF_MAX_S, until_stopped
 
@@ -30,6 +35,11 @@ log = logging.getLogger(__name__)
 
 # Long poll used by --until-empty: short, so that the end of the queue is noticed quickly.
 DRAIN_POLL_S = 1
+# How long the batcher waits for a first message before checking whether it should stop.
+IDLE_CHECK_S = 0.5
+# Pollers per worker: each spends most of its time waiting on the network, so several keep one
+# core busy; past a dozen the emulator, not the worker, is the limit (docs/benchmarks.md).
+DEFAULT_POLLERS = 8
 
 
 @dataclass
@@ -63,6 +73,41 @@ class RunStats:
         self.batches += 1
 
 
+class Deleter:
+    """DeleteMessageBatch calls of 10 in parallel, off the batcher's thread.
+
+    Each finished call frees its messages' room in the inbox, so slow deletes slow the pollers
+    (backpressure) rather than letting received messages pile up.
+    """
+
+    def __init__(self, source: MessageSource, inbox: Inbox, stats: RunStats, workers: int) -> None:
+        self._source = source
+        self._inbox = inbox
+        self._stats = stats
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deleter")
+
+    def submit(self, messages: Sequence[Message]) -> None:
+        for start in range(0, len(messages), MAX_RECEIVE):
+            chunk = messages[start : start + MAX_RECEIVE]
+            future = self._pool.submit(self._source.delete, chunk)
+            future.add_done_callback(partial(self._done, len(chunk)))
+
+    def _done(self, count: int, future: Future[int]) -> None:
+        error = future.exception()
+        if error is not None:
+            log.warning("delete of %d messages failed: %s", count, error)
+        failed = count if error is not None else future.result()
+        if failed:
+            with self._lock:
+                self._stats.delete_failures += failed
+        self._inbox.done(count)
+
+    def close(self) -> None:
+        """Wait for the deletes under way."""
+        self._pool.shutdown(wait=True)
+
+
 class Pipeline:
     """Drains a source into a sink, batch by batch."""
 
@@ -72,9 +117,11 @@ class Pipeline:
         sink: Sink,
         transformer: Transformer,
         *,
-        batch_size: int = 500,
-        batch_wait_s: float = 0.5,
+        batch_size: int = 1000,
+        batch_wait_s: float = 0.25,
         poll_wait_s: int = 20,
+        pollers: int = DEFAULT_POLLERS,
+        max_in_flight: int | None = None,
         stop: threading.Event | None = None,
         on_batch: Callable[[RunStats], None] | None = None,
         backoff_max_s: float = BACKOFF_MAX_S,
@@ -85,6 +132,9 @@ class Pipeline:
         self._batch_size = batch_size
         self._batch_wait_s = batch_wait_s
         self._poll_wait_s = poll_wait_s
+        self._pollers = pollers
+        # Room for the batch being committed, the next one filling, and one receive per poller.
+        self._max_in_flight = max_in_flight or 2 * batch_size + pollers * MAX_RECEIVE
         self.stop = stop or threading.Event()
         self._on_batch = on_batch
         self._backoff_max_s = backoff_max_s
@@ -93,31 +143,6 @@ class Pipeline:
 
     def _retrying(self, what: str) -> tenacity.Retrying:
         return until_stopped(what, self.stop, max_wait_s=self._backoff_max_s)
-
-    # -- receiving ---------------------------------------------------------------------------
-
-    def _receive(self, wait_s: int, room: int = MAX_RECEIVE) -> list[Message]:
-        return self._retrying("receive")(self._source.receive, wait_s, min(room, MAX_RECEIVE))
-
-    def gather(self, first_wait_s: int) -> list[Message]:
-        """One batch: long-poll for a first message, then take what is there until the batch is
-        full or `batch_wait_s` has passed since the first message arrived."""
-        batch = self._receive(first_wait_s, self._batch_size)
-        if not batch:
-            return batch
-        deadline = time.monotonic() + self._batch_wait_s
-        while len(batch) < self._batch_size and time.monotonic() < deadline:
-            if self.stop.is_set():
-                break
-            try:
-                # No retries here: if SQS fails now, commit what is in hand first.
-                more = self._source.receive(0, min(MAX_RECEIVE, self._batch_size - len(batch)))
-            except TransientError:
-                break
-            if not more:
-                break
-            batch.extend(more)
-        return batch
 
     # -- committing --------------------------------------------------------------------------
 
@@ -158,8 +183,8 @@ class Pipeline:
                 self._sink.commit, [self._transform.reject(message, reason)]
             )
 
-    def process(self, messages: Sequence[Message]) -> CommitResult | None:
-        """Transform, commit and delete one batch; None if shutdown came before the commit, in
+    def commit(self, messages: Sequence[Message]) -> CommitResult | None:
+        """Transform and commit one batch (not delete it); None if shutdown came first, in
         which case the batch was released to the queue."""
         batch_id = next(self._batch_ids)
         started = time.monotonic()
@@ -184,8 +209,7 @@ class Pipeline:
             )
             self._source.release(messages)
             return None
-        failed = self._source.delete(messages)
-        self.stats.add(len(messages), result, failed)
+        self.stats.add(len(messages), result, 0)
         log.info(
             "batch %d: %d received, %d loaded, %d rejected, %d redeliveries skipped in %.0f ms",
             batch_id,
@@ -199,24 +223,64 @@ class Pipeline:
             self._on_batch(self.stats)
         return result
 
+    def process(self, messages: Sequence[Message]) -> CommitResult | None:
+        """Commit one batch, then delete it, in this thread (for callers with their own loop)."""
+        result = self.commit(messages)
+        if result is not None:
+            self.stats.delete_failures += self._source.delete(messages)
+        return result
+
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, *, until_empty: bool = False) -> RunStats:
         """Process batches until stopped, or (`until_empty`) until the queue has no visible,
         in-flight or delayed message."""
         self.stats = RunStats()
-        wait_s = DRAIN_POLL_S if until_empty else self._poll_wait_s
+        poll_wait_s = DRAIN_POLL_S if until_empty else self._poll_wait_s
+        inbox = Inbox(self._max_in_flight)
+        errors: list[BaseException] = []
+
+        def fail(err: BaseException) -> None:
+            errors.append(err)
+            self.stop.set()
+
+        pollers = Pollers(
+            self._source,
+            inbox,
+            count=self._pollers,
+            wait_s=poll_wait_s,
+            stop=self.stop,
+            on_error=fail,
+        )
+        deleter = Deleter(self._source, inbox, self.stats, workers=self._pollers)
+        pollers.start()
         try:
             while not self.stop.is_set():
-                batch = self.gather(wait_s)
+                batch = inbox.take(self._batch_size, IDLE_CHECK_S, self._batch_wait_s)
                 if batch:
-                    self.process(batch)
-                elif until_empty and self._retrying("queue attributes")(self._source.backlog).empty:
+                    if self.commit(batch) is None:
+                        inbox.done(len(batch))
+                    else:
+                        deleter.submit(batch)
+                elif until_empty and inbox.held == 0 and self._drained():
                     break
         except TransientError:
             # Retries end only when shutdown is asked for; anything else is a bug to surface.
             if not self.stop.is_set():
                 raise
         finally:
+            self.stop.set()
+            pollers.join(poll_wait_s + 5)
+            leftover = inbox.take_all()
+            if leftover:
+                log.info("releasing %d received messages not yet in a batch", len(leftover))
+                self._source.release(leftover)
+                inbox.done(len(leftover))
+            deleter.close()
             self.stats.finished = time.monotonic()
+        if errors:
+            raise errors[0]
         return self.stats
+
+    def _drained(self) -> bool:
+        return bool(self._retrying("queue attributes")(self._source.backlog).empty)

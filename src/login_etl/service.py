@@ -45,12 +45,14 @@ def open_pipeline(
     sink = PostgresSink(database_url)
     try:
         yield Pipeline(
-            SqsSource.from_settings(settings),
+            # One connection per poller and per deleter thread.
+            SqsSource.from_settings(settings, max_connections=2 * settings.pollers),
             sink,
             Transformer(keys.masker, keys.sealer),
             batch_size=settings.batch_size,
             batch_wait_s=settings.batch_wait_ms / 1000,
             poll_wait_s=settings.wait_time_seconds,
+            pollers=settings.pollers,
             stop=stop,
             on_batch=on_batch,
         )

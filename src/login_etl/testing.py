@@ -7,15 +7,29 @@ deletes it. `MemorySink` keeps the ledger semantics of the PostgreSQL sink.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from login_etl.core.model import Loaded, LoginRow, Message, Outcome, Rejected
 from login_etl.errors import RowRefused, SinkUnavailable, SourceUnavailable
 from login_etl.ports import Backlog, CommitResult
+
+T = TypeVar("T")
+
+
+def _locked(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(self: MemoryQueue, *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 @dataclass
@@ -41,7 +55,9 @@ class MemoryQueue:
         self.fail_deletes = False
         self.unavailable = False
         self.deleted: list[str] = []
+        self._lock = threading.Lock()  # pollers and deleters call in from several threads
 
+    @_locked
     def send(self, body: str, sent_ms: int | None = None) -> str:
         message_id = str(uuid.uuid4())
         self._entries[message_id] = _Entry(
@@ -50,6 +66,13 @@ class MemoryQueue:
         return message_id
 
     def receive(self, wait_seconds: int, max_messages: int = 10) -> list[Message]:
+        with self._lock:
+            messages = self._receive(max_messages)
+        if not messages and wait_seconds:
+            time.sleep(0.01)  # a token long poll, so that idle pollers do not spin
+        return messages
+
+    def _receive(self, max_messages: int) -> list[Message]:
         if self.unavailable:
             raise SourceUnavailable("queue unavailable (test double)")
         now = self.clock()
@@ -64,6 +87,7 @@ class MemoryQueue:
                 out.append(Message(entry.message_id, entry.body, entry.sent_ms, entry.receipt))
         return out
 
+    @_locked
     def delete(self, messages: Sequence[Message]) -> int:
         if self.fail_deletes:
             return len(messages)
@@ -77,12 +101,14 @@ class MemoryQueue:
                 failed += 1  # a stale receipt: SQS would not delete with it either
         return failed
 
+    @_locked
     def release(self, messages: Sequence[Message]) -> None:
         for message in messages:
             entry = self._entries.get(message.message_id)
             if entry is not None and entry.receipt == message.receipt:
                 entry.visible_at = 0.0
 
+    @_locked
     def backlog(self) -> Backlog:
         now = self.clock()
         visible = sum(1 for e in self._entries.values() if e.visible_at <= now)

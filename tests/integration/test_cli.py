@@ -234,3 +234,23 @@ def test_reveal_prints_plaintexts_exactly(
     assert cli("reveal", "--field", "device_id", two_lines).returncode == 1
     as_json = cli("reveal", "--field", "device_id", "--json", two_lines)
     assert as_json.stdout == '["line1\\nline2"]\n'
+
+
+def test_run_with_several_processes_loads_every_message_once(
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+    send: Callable[[list[str]], int],
+    backlog: Callable[[], Backlog],
+    database_url: str,
+) -> None:
+    send(generate_bodies(300, malformed=6))
+    result = cli("run", "--until-empty", "--processes", "3", LOGIN_ETL_BATCH_SIZE="25")
+    assert result.returncode == 0, result.stderr
+    assert "Done (3 processes): 300 received, 294 loaded, 6 rejected" in result.stdout
+    assert backlog().empty
+    with psycopg.connect(database_url) as conn:
+        assert count(conn, "user_logins") == 294
+        assert count(conn, "login_etl.processed_messages") == 300
+        dupes = conn.execute(
+            "SELECT count(*) FROM (SELECT user_id FROM user_logins GROUP BY 1 HAVING count(*) > 1) d"
+        ).fetchone()
+        assert dupes == (0,)

@@ -47,7 +47,7 @@ def test_a_redelivery_after_the_visibility_timeout_inserts_nothing_twice(
     )
     first = Pipeline(source, sink, Transformer(keys.masker, keys.sealer), batch_wait_s=0.2)
     while first.stats.received < 30:
-        first.process(first.gather(1))
+        first.process(source.receive(1))
     sink.close()
     assert count(db, "user_logins") == 28
     assert not backlog().empty, "nothing was deleted"

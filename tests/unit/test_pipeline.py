@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -170,3 +171,61 @@ def test_batches_respect_the_batch_size(queue: MemoryQueue, keys: KeyRing) -> No
     stats = worker.run(until_empty=True)
     assert stats.batches == 3
     assert sink.commits == 3
+
+
+def test_messages_held_by_a_worker_stay_bounded_however_deep_the_queue(keys: KeyRing) -> None:
+    queue = MemoryQueue(visibility_timeout=300)
+    fill(queue, 600)
+    held: list[int] = []
+
+    class SlowSink(MemorySink):
+        def commit(self, outcomes):  # type: ignore[no-untyped-def]
+            held.append(queue.backlog().in_flight)
+            time.sleep(0.01)
+            return super().commit(outcomes)
+
+    sink = SlowSink()
+    worker = Pipeline(
+        queue,
+        sink,
+        Transformer(keys.masker, keys.sealer),
+        batch_size=20,
+        batch_wait_s=0.01,
+        pollers=4,
+        max_in_flight=60,
+    )
+    stats = worker.run(until_empty=True)
+    assert stats.loaded == 600
+    assert max(held) <= 60
+    assert len(queue) == 0
+
+
+def test_several_pollers_and_deleters_lose_and_double_nothing(keys: KeyRing) -> None:
+    queue = MemoryQueue(visibility_timeout=300)
+    fill(queue, 1000, 17)
+    sink = MemorySink()
+    worker = Pipeline(
+        queue,
+        sink,
+        Transformer(keys.masker, keys.sealer),
+        batch_size=100,
+        batch_wait_s=0.01,
+        pollers=8,
+    )
+    stats = worker.run(until_empty=True)
+    assert (stats.loaded, stats.rejected, stats.skipped) == (1000, 17, 0)
+    assert sorted(r.user_id for r in sink.rows) == sorted(f"user-{i}" for i in range(1000))
+    assert len(queue) == 0
+    assert len(queue.deleted) == 1017
+
+
+def test_a_permanent_source_error_stops_the_worker_with_that_error(keys: KeyRing) -> None:
+    from login_etl.errors import SourceError
+
+    class Missing(MemoryQueue):
+        def receive(self, wait_seconds: int, max_messages: int = 10) -> list[Message]:
+            raise SourceError("SQS receive: AWS.SimpleQueueService.NonExistentQueue")
+
+    worker = pipeline(Missing(), MemorySink(), keys)
+    with pytest.raises(SourceError, match="NonExistentQueue"):
+        worker.run()

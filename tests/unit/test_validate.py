@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from login_etl.core.model import LoginEvent
-from login_etl.core.validate import Invalid, validate
+from login_etl.core.validate import Invalid, canonical_ip, validate
 from tests.conftest import ABSENT, body, event
 
 
@@ -159,6 +160,17 @@ def test_every_clause_is_reported_not_just_the_first() -> None:
 )
 def test_ip_is_trimmed_and_canonical(raw: str, canonical: str) -> None:
     assert accepted(body(ip=raw)).ip == canonical
+
+
+@given(st.ip_addresses(v=4))
+def test_the_ipv4_fast_path_agrees_with_ipaddress(address: ipaddress.IPv4Address) -> None:
+    assert accepted(body(ip=str(address))).ip == str(address)
+    assert accepted(body(ip=f" {address}\t")).ip == str(address)
+
+
+@given(st.ip_addresses(v=6))
+def test_ipv6_is_canonical(address: ipaddress.IPv6Address) -> None:
+    assert accepted(body(ip=address.exploded.upper())).ip == canonical_ip(address)
 
 
 def test_device_id_is_trimmed_and_may_be_256_characters() -> None:

@@ -49,14 +49,20 @@ BatchSize = Annotated[
     str | None,
     typer.Option(
         help="Messages per database transaction. Env: LOGIN_ETL_BATCH_SIZE",
-        show_default="500",
+        show_default="1000",
     ),
 ]
 BatchWaitMs = Annotated[
     str | None,
     typer.Option(
         help="Longest wait to fill a batch after its first message. Env: LOGIN_ETL_BATCH_WAIT_MS",
-        show_default="500",
+        show_default="250",
+    ),
+]
+Pollers = Annotated[
+    str | None,
+    typer.Option(
+        help="Concurrent long-polls per worker process. Env: LOGIN_ETL_POLLERS", show_default="8"
     ),
 ]
 LogLevel = Annotated[

@@ -21,6 +21,7 @@ from login_etl.config import load_settings
 from login_etl.logs import configure_logging
 from login_etl.pipeline import RunStats
 from login_etl.service import migrate_database, open_pipeline
+from login_etl.workers import run_processes
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ def run(
             help="Exit once the queue has no visible, in-flight or delayed message.",
         ),
     ] = False,
+    processes: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes to start on this host.")
+    ] = 1,
     queue_url: options.QueueUrl = None,
     database_url: options.DatabaseUrl = None,
     keyset_file: options.KeysetFile = None,
@@ -86,22 +90,32 @@ def run(
     wait_time_seconds: options.WaitTimeSeconds = None,
     batch_size: options.BatchSize = None,
     batch_wait_ms: options.BatchWaitMs = None,
+    pollers: options.Pollers = None,
     log_level: options.LogLevel = None,
 ) -> None:
     """Load messages until SIGINT/SIGTERM (or, with --until-empty, until the queue is empty)."""
-    settings = load_settings(
-        queue_url=queue_url,
-        database_url=database_url,
-        keyset_file=keyset_file,
-        visibility_timeout=visibility_timeout,
-        wait_time_seconds=wait_time_seconds,
-        batch_size=batch_size,
-        batch_wait_ms=batch_wait_ms,
-        log_level=log_level,
-    )
+    overrides = {
+        "queue_url": queue_url,
+        "database_url": database_url,
+        "keyset_file": keyset_file,
+        "visibility_timeout": visibility_timeout,
+        "wait_time_seconds": wait_time_seconds,
+        "batch_size": batch_size,
+        "batch_wait_ms": batch_wait_ms,
+        "pollers": pollers,
+        "log_level": log_level,
+    }
+    settings = load_settings(**overrides)
     settings.require_keyset_file()
     configure_logging(settings.log_level)
     stop = threading.Event()
+    if processes > 1:
+        # Migrate once here, so that the workers do not all queue on the migration lock.
+        migrate_database(settings.database_url.get_secret_value())
+        with stop_on_signals(stop):
+            stats = run_processes(processes, overrides, until_empty=until_empty, stop=stop)
+        out.print(f"Done ({processes} processes): {summary(stats)}")
+        return
     with (
         stop_on_signals(stop),
         progress(until_empty and sys.stderr.isatty()) as on_batch,

@@ -18,8 +18,7 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import tink
 from tink import aead, daead
@@ -39,8 +38,7 @@ VAULT_PREFIX = "~"  # not in the base64url alphabet, so the two token kinds neve
 _BODY_CONTEXT = b"login-etl/rejected-body/"
 
 
-@dataclass(frozen=True, slots=True)
-class Masked:
+class Masked(NamedTuple):
     """A token for a column, and the vault entry to store with it when the value was too long."""
 
     token: str

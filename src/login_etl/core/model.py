@@ -1,13 +1,17 @@
-"""The values that flow through the core. Frozen and slotted: millions are made per hour."""
+"""The values that flow through the core.
+
+NamedTuples rather than frozen dataclasses: they are immutable too, and several times cheaper to
+build, which matters at 100,000 messages a second; a LoginRow is also exactly the tuple COPY
+writes.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One queue message, transport-neutral.
 
     `receipt` is opaque to the core: the source that produced the message uses it to delete it.
@@ -19,8 +23,7 @@ class Message:
     receipt: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class LoginEvent:
+class LoginEvent(NamedTuple):
     """A message body that passed validation, normalised (ip canonical, device_id trimmed)."""
 
     user_id: str
@@ -31,8 +34,7 @@ class LoginEvent:
     app_version: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class LoginRow:
+class LoginRow(NamedTuple):
     """One `user_logins` row, in the table's column order."""
 
     user_id: str
@@ -44,8 +46,7 @@ class LoginRow:
     create_date: dt.date
 
 
-@dataclass(frozen=True, slots=True)
-class VaultEntry:
+class VaultEntry(NamedTuple):
     """Ciphertext of a value too long to store inline in a varchar(256) column (see masking)."""
 
     token: str
@@ -53,8 +54,7 @@ class VaultEntry:
     ciphertext: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Loaded:
+class Loaded(NamedTuple):
     """Outcome: the message becomes one row (plus vault entries for over-long values)."""
 
     message_id: str
@@ -62,8 +62,7 @@ class Loaded:
     vault: tuple[VaultEntry, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(NamedTuple):
     """Outcome: the message is quarantined with a reason and its body encrypted.
 
     `reason` names the field and the rule and never quotes the value, so it is safe to log.

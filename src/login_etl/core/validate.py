@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from login_etl.core.app_version import encode_app_version
 from login_etl.core.model import LoginEvent
 
 
-@dataclass(frozen=True, slots=True)
-class Invalid:
+class Invalid(NamedTuple):
     """Why a body was rejected: `field: rule` clauses joined by '; '."""
 
     reason: str
@@ -106,9 +105,18 @@ def canonical_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return str(address)
 
 
+# A dotted quad without leading zeros is already its own canonical text; matching it is ten
+# times cheaper than ipaddress, and it is nearly every address the service sees.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
+
+
 def _ip(value: str) -> str:
+    value = value.strip()
+    if _CANONICAL_IPV4.fullmatch(value):
+        return value
     try:
-        address = ipaddress.ip_address(value.strip())
+        address = ipaddress.ip_address(value)
     except ValueError:
         # `from None`: ipaddress's message quotes the value.
         raise ValueError("must be an IPv4 or IPv6 address") from None

@@ -1,0 +1,88 @@
+"""`login-etl run --processes N`: N local worker processes draining one queue.
+
+Workers need no coordination beyond SQS and PostgreSQL (the ledger makes any overlap harmless),
+so this is a convenience for using several cores on one host; across hosts, run more containers.
+Each child builds its own settings from the same environment and options, and reports its
+counters back when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import signal
+import threading
+from dataclasses import asdict, fields
+from multiprocessing.queues import Queue
+from types import FrameType
+from typing import Any
+
+from login_etl.config import load_settings
+from login_etl.errors import ConfigError, LoginEtlError
+from login_etl.logs import configure_logging
+from login_etl.pipeline import RunStats
+from login_etl.service import open_pipeline
+
+log = logging.getLogger(__name__)
+
+_COUNTERS = [f.name for f in fields(RunStats) if f.name not in ("started", "finished")]
+
+
+def _child(overrides: dict[str, Any], until_empty: bool, results: Queue[dict[str, Any]]) -> None:
+    """One worker process: runs until its queue is empty or it is told to stop."""
+    stop = threading.Event()
+
+    def handle(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()  # the parent forwards one SIGTERM; the terminal may add a SIGINT: same thing
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_level)
+    try:
+        with open_pipeline(settings, stop=stop) as pipeline:
+            stats = pipeline.run(until_empty=until_empty)
+    except LoginEtlError as err:
+        results.put({"error": str(err), "config": isinstance(err, ConfigError)})
+        raise SystemExit(1) from None
+    results.put({**asdict(stats), "seconds": stats.seconds})
+
+
+def run_processes(
+    count: int, overrides: dict[str, Any], *, until_empty: bool, stop: threading.Event
+) -> RunStats:
+    """Start `count` workers, forward shutdown to them, and add up their counters."""
+    context = multiprocessing.get_context("spawn")  # no fork: boto3 and psycopg hold sockets
+    results: Queue[dict[str, Any]] = context.Queue()
+    children = [
+        context.Process(target=_child, args=(overrides, until_empty, results), name=f"worker-{i}")
+        for i in range(count)
+    ]
+    for child in children:
+        child.start()
+    forwarded = False
+    while any(child.is_alive() for child in children):
+        if stop.wait(0.2) and not forwarded:
+            forwarded = True
+            for child in children:
+                if child.pid is not None and child.is_alive():
+                    child.terminate()  # SIGTERM: finish the batch in hand
+    reports: list[dict[str, Any]] = []
+    while len(reports) < count:
+        try:
+            reports.append(results.get(timeout=2))
+        except queue.Empty:
+            break  # a child that was killed reports nothing
+    errors = [r for r in reports if "error" in r]
+    if errors:
+        raise (ConfigError if errors[0]["config"] else LoginEtlError)(errors[0]["error"])
+    for child in children:
+        if child.exitcode != 0:
+            raise LoginEtlError(f"{child.name} exited with status {child.exitcode}")
+    total = RunStats()
+    for report in reports:
+        for name in _COUNTERS:
+            setattr(total, name, getattr(total, name) + report[name])
+    total.finished = total.started + max((r["seconds"] for r in reports), default=0.0)
+    return total
