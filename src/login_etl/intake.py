@@ -44,14 +44,15 @@ class Inbox:
             return self._held
 
     def reserve(self, wanted: int, stop: threading.Event) -> int:
-        """Wait for room for up to `wanted` messages; 0 once `stop` is set."""
+        """Wait for room for `wanted` messages (or the whole capacity, if smaller); 0 once
+        `stop` is set. Never less: a receive for fewer than 10 costs the queue a full call for
+        a fraction of the messages."""
+        wanted = min(wanted, self._capacity)
         with self._cond:
             while not stop.is_set():
-                room = self._capacity - self._held - self._reserved
-                if room > 0:
-                    granted = min(wanted, room)
-                    self._reserved += granted
-                    return granted
+                if self._capacity - self._held - self._reserved >= wanted:
+                    self._reserved += wanted
+                    return wanted
                 self._cond.wait(0.2)
             return 0
 

@@ -33,10 +33,11 @@ from login_etl.retry import BACKOFF_MAX_S, until_stopped
 
 log = logging.getLogger(__name__)
 
-# Long poll used by --until-empty: short, so that the end of the queue is noticed quickly.
-DRAIN_POLL_S = 1
+# Long poll used by --until-empty: none (pollers pause briefly after an empty receive), so that
+# the end of the queue is noticed, and the pollers are joined, within a fraction of a second.
+DRAIN_POLL_S = 0
 # How long the batcher waits for a first message before checking whether it should stop.
-IDLE_CHECK_S = 0.5
+IDLE_CHECK_S = 0.2
 # Pollers per worker: each spends most of its time waiting on the network, so several keep one
 # core busy; past a dozen the emulator, not the worker, is the limit (docs/benchmarks.md).
 DEFAULT_POLLERS = 8

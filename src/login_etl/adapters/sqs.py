@@ -125,6 +125,9 @@ class SqsSource:
             # A long poll holds the connection for wait_time_seconds.
             read_timeout=settings.wait_time_seconds + 10,
             max_pool_connections=max_connections,
+            # The requests are built here, never from input; validating each against the model
+            # costs CPU on every call of the hot path.
+            parameter_validation=False,
         )
         try:
             client = session.client("sqs", config=config, **client_kwargs(settings, session))

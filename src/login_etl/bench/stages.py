@@ -1,0 +1,34 @@
+"""The in-process stages alone: transform on one core, and the load into PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from login_etl.adapters.postgres import PostgresSink
+from login_etl.core.model import Message, Outcome
+from login_etl.core.transform import Transformer
+
+
+def transform_rate(transform: Transformer, messages: Sequence[Message], rounds: int = 3) -> float:
+    """Messages per CPU second of one thread (best of `rounds`)."""
+    best = 0.0
+    for _ in range(rounds):
+        started = time.process_time()
+        for message in messages:
+            transform(message)
+        best = max(best, len(messages) / (time.process_time() - started))
+    return best
+
+
+def load_rate(database_url: str, outcomes: Sequence[Outcome], batch_size: int) -> float:
+    """Rows per second committed by the sink (COPY into staging, claim in the ledger, insert),
+    in transactions of `batch_size`."""
+    sink = PostgresSink(database_url)
+    try:
+        started = time.perf_counter()
+        for start in range(0, len(outcomes), batch_size):
+            sink.commit(outcomes[start : start + batch_size])
+        return len(outcomes) / (time.perf_counter() - started)
+    finally:
+        sink.close()

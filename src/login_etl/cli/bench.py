@@ -1,0 +1,58 @@
+"""`login-etl bench`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from login_etl.cli.app import app, out
+
+
+@app.command()
+def bench(
+    endpoint_url: Annotated[
+        str, typer.Option(help="SQS endpoint to benchmark against (LocalStack, not moto).")
+    ] = "http://localhost:4566",
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="PostgreSQL server to use (a scratch database is made and dropped); "
+            "by default an embedded one is started.",
+            show_default=False,
+        ),
+    ] = None,
+    messages: Annotated[int, typer.Option(min=100, help="Messages to publish and drain.")] = 20_000,
+    malformed_pct: Annotated[
+        float, typer.Option(min=0, max=100, help="Share of bad messages.")
+    ] = 3.0,
+    pollers: Annotated[int, typer.Option(min=1, max=64, help="Pollers per worker.")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1, help="Messages per transaction.")] = 1000,
+    processes: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    rounds: Annotated[int, typer.Option(min=1, help="Raw and run drains, alternated.")] = 3,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="Profile the worker (cProfile).")
+    ] = False,
+    stages_only: Annotated[
+        bool, typer.Option("--stages-only", help="Only the transform and load stages; no SQS.")
+    ] = False,
+) -> None:
+    """Measure raw SQS capacity, the real `run` path, and the transform and load stages."""
+    from login_etl.bench.run import BenchOptions, run_bench  # noqa: PLC0415 - heavy, rarely used
+
+    report = run_bench(
+        BenchOptions(
+            endpoint_url=endpoint_url,
+            database_url=database_url,
+            messages=messages,
+            malformed_pct=malformed_pct,
+            pollers=pollers,
+            batch_size=batch_size,
+            processes=processes,
+            rounds=rounds,
+            profile=profile,
+            stages_only=stages_only,
+        )
+    )
+    for line in report.lines():
+        out.print(line, markup=False, highlight=False)

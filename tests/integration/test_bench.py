@@ -1,0 +1,42 @@
+"""The benchmark harness works end to end (its numbers mean nothing on moto: see
+docs/benchmarks.md for real runs against LocalStack)."""
+
+from __future__ import annotations
+
+from login_etl.bench.run import BenchOptions, run_bench
+from login_etl.demo.services import MotoSqs
+
+
+def test_the_benchmark_runs_every_stage_and_checks_its_drain(moto: MotoSqs, admin_url: str) -> None:
+    report = run_bench(
+        BenchOptions(
+            endpoint_url=moto.endpoint,
+            database_url=admin_url,
+            messages=300,
+            pollers=2,
+            batch_size=100,
+        )
+    )
+    assert report.transform_rate > 0
+    assert set(report.load_rates) == {100, 5000}
+    assert report.raw_rate > 0
+    assert report.drain_rate > 0
+    assert "300 received, 291 loaded, 9 rejected" in report.drain_summary
+    assert report.worker_peak_rss_mb > 10
+    text = "\n".join(report.lines())
+    assert "x raw" in text
+    assert "s per 1,000 messages" in text
+
+
+def test_stages_only_needs_no_queue(admin_url: str) -> None:
+    report = run_bench(
+        BenchOptions(
+            endpoint_url="http://unused.invalid",
+            database_url=admin_url,
+            messages=200,
+            stages_only=True,
+        )
+    )
+    assert report.transform_rate > 0
+    assert all(rate > 0 for rate in report.load_rates.values())
+    assert not any("raw" in line for line in report.lines())
