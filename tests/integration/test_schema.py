@@ -78,3 +78,17 @@ def test_app_version_text_matches_python(
     row = db.execute("SELECT login_etl.app_version_text(%s)", (value,)).fetchone()
     assert row == (decode_app_version(value),)
     assert db.execute("SELECT login_etl.app_version_text(NULL)").fetchone() == (None,)
+
+
+def test_a_user_logins_partitioned_by_create_date_works(database_url: str) -> None:
+    """docs/scaling.md: the table may be partitioned once it grows; its columns stay the same."""
+    with connect(database_url) as conn:
+        conn.execute(EXERCISE_DDL.replace(");", ") PARTITION BY RANGE (create_date);"))
+        conn.execute(
+            "CREATE TABLE user_logins_2023 PARTITION OF user_logins"
+            " FOR VALUES FROM ('2023-01-01') TO ('2024-01-01')"
+        )
+        conn.commit()
+        migrate(conn)
+        conn.execute("INSERT INTO user_logins (user_id, create_date) VALUES ('u', '2023-11-14')")
+        assert conn.execute("SELECT count(*) FROM user_logins_2023").fetchone() == (1,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -42,3 +43,22 @@ def busy_seconds() -> float:
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]
     return (sum(values) - idle) / _TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The largest high-water RSS (VmHWM) of a process and its children, in MB.
+
+    VmHWM starts afresh at exec, unlike rusage's ru_maxrss, which also counts the moment
+    between fork and exec when the child still shares the (large) parent's pages.
+    """
+    peak = 0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(child) for child in children]
+    for each in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+    return peak / 1024
