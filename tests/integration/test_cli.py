@@ -56,7 +56,9 @@ def test_run_until_empty_then_reveal_and_quarantine(
     send(bodies)
     first = cli("run", "--until-empty")
     assert first.returncode == 0, first.stderr
-    assert "Done: 50 received, 48 loaded, 2 rejected, 0 redeliveries skipped" in first.stdout
+    # SQS delivers at least once (and moto, under concurrent receives, sometimes twice): what
+    # must be exact is what was loaded and rejected.
+    assert " 48 loaded, 2 rejected, " in first.stdout
     assert backlog().empty
 
     second = cli("run", "--until-empty")

@@ -55,7 +55,8 @@ def test_a_redelivery_after_the_visibility_timeout_inserts_nothing_twice(
     time.sleep(1.5)  # the visibility timeout passes: SQS hands every message out again
     with open_pipeline(settings) as pipeline:
         stats = pipeline.run(until_empty=True)
-    assert (stats.received, stats.loaded, stats.rejected, stats.skipped) == (30, 0, 0, 30)
+    assert (stats.loaded, stats.rejected) == (0, 0)
+    assert stats.skipped == stats.received >= 30
     assert count(db, "user_logins") == 28
     assert count(db, "login_etl.rejected_messages") == 2
     assert backlog().empty
@@ -74,18 +75,22 @@ def test_with_postgres_down_nothing_is_deleted_and_all_rows_arrive_once_it_is_ba
         with open_pipeline(settings) as pipeline:  # migrated while the server is up
             server.stop()
             worker = threading.Thread(
-                target=lambda: result.setdefault("stats", pipeline.run(until_empty=True))
+                target=lambda: result.setdefault("stats", pipeline.run(until_empty=True)),
+                daemon=True,
             )
             worker.start()
-            time.sleep(4)  # the worker holds a batch whose commit keeps failing
-            waiting = backlog()
-            assert waiting.visible + waiting.in_flight == 40, "nothing deleted while it is down"
-            assert pipeline.stats.received == 0, "no batch counted as done"
-            assert worker.is_alive()
+            try:
+                time.sleep(4)  # the worker holds a batch whose commit keeps failing
+                waiting = backlog()
+                assert waiting.visible + waiting.in_flight == 40, "nothing deleted while down"
+                assert pipeline.stats.received == 0, "no batch counted as done"
+                assert worker.is_alive()
 
-            server.start()
-            worker.join(60)
-            assert not worker.is_alive()
+                server.start()
+                worker.join(60)
+                assert not worker.is_alive()
+            finally:
+                pipeline.stop.set()  # a failed assertion must not leave the worker running
         stats = result["stats"]
         assert (stats.loaded, stats.rejected) == (39, 1)
         assert backlog().empty
@@ -110,7 +115,7 @@ def test_a_worker_started_before_postgres_waits_for_it(
             with open_pipeline(settings) as pipeline:
                 result["stats"] = pipeline.run(until_empty=True)
 
-        worker = threading.Thread(target=work)
+        worker = threading.Thread(target=work, daemon=True)
         worker.start()
         time.sleep(2)
         assert worker.is_alive()
@@ -161,7 +166,7 @@ def test_concurrent_workers_load_every_message_exactly_once(
         with open_pipeline(settings) as pipeline:
             results.append(pipeline.run(until_empty=True))
 
-    workers = [threading.Thread(target=work) for _ in range(3)]
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(3)]
     for w in workers:
         w.start()
     for w in workers:
@@ -200,7 +205,7 @@ def test_concurrent_batches_sharing_messages_load_each_once_without_deadlock(
         finally:
             sink.close()
 
-    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(3)]
+    threads = [threading.Thread(target=work, args=(seed,), daemon=True) for seed in range(3)]
     for t in threads:
         t.start()
     for t in threads:

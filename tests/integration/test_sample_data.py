@@ -38,7 +38,10 @@ def test_the_exercise_queue_loads_99_rows_and_rejects_1(
     stats = drain(make_settings())
     after = dt.datetime.now(dt.UTC).date()
 
-    assert (stats.received, stats.loaded, stats.rejected, stats.skipped) == (100, 99, 1, 0)
+    assert (stats.loaded, stats.rejected) == (99, 1)
+    # At least once: a second delivery of a message (SQS may, moto under concurrency does) is
+    # received again and skipped, never loaded again.
+    assert stats.received - stats.skipped == 100
     assert backlog().empty
     assert count(db, "user_logins") == 99
     assert count(db, "login_etl.processed_messages") == 100

@@ -94,7 +94,7 @@ def test_nothing_is_deleted_while_the_database_is_down(queue: MemoryQueue, keys:
     worker = pipeline(queue, sink, keys)
     result: dict[str, object] = {}
     thread = threading.Thread(
-        target=lambda: result.setdefault("stats", worker.run(until_empty=True))
+        target=lambda: result.setdefault("stats", worker.run(until_empty=True)), daemon=True
     )
     thread.start()
     thread.join(0.3)
@@ -113,7 +113,7 @@ def test_shutdown_while_the_database_is_down_releases_the_batch(
     fill(queue, 5)
     sink = MemorySink(down=True)
     worker = pipeline(queue, sink, keys)
-    thread = threading.Thread(target=worker.run)
+    thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     thread.join(0.2)
     worker.stop.set()
