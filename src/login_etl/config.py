@@ -8,7 +8,7 @@ SQS adapter fills in for a local emulator (see `login_etl.adapters.sqs.client_kw
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import psycopg
@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     # Concurrent long-polls per worker process (SQS gives 10 messages per call).
     pollers: int = Field(8, ge=1, le=64)
     log_level: str = "INFO"
+    # json: one object per line (for log shippers); console: for people; auto: console on a
+    # terminal, json elsewhere.
+    log_format: Literal["auto", "json", "console"] = "auto"
+    # Serve /metrics, /healthz and /readyz on this port; unset: no HTTP server.
+    metrics_port: int | None = Field(None, ge=1, le=65_535)
     # Read from boto3's own variables so that the adapter can tell whether one was set.
     aws_endpoint_url: str | None = Field(
         None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")

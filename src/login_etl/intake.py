@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from login_etl.core.model import Message
 from login_etl.errors import LoginEtlError, TransientError
@@ -36,12 +36,14 @@ class Inbox:
         self._ready: deque[Message] = deque()
         self._capacity = capacity
         self._reserved = 0  # room held by receives under way
-        self._held = 0  # messages received and not yet deleted or released
+        # Messages received and not yet deleted or released, by receipt, with the time their
+        # visibility was last set: what the heartbeat extends.
+        self._held: dict[str, tuple[Message, float]] = {}
 
     @property
     def held(self) -> int:
         with self._cond:
-            return self._held
+            return len(self._held)
 
     def reserve(self, wanted: int, stop: threading.Event) -> int:
         """Wait for room for `wanted` messages (or the whole capacity, if smaller); 0 once
@@ -50,7 +52,7 @@ class Inbox:
         wanted = min(wanted, self._capacity)
         with self._cond:
             while not stop.is_set():
-                if self._capacity - self._held - self._reserved >= wanted:
+                if self._capacity - len(self._held) - self._reserved >= wanted:
                     self._reserved += wanted
                     return wanted
                 self._cond.wait(0.2)
@@ -60,7 +62,9 @@ class Inbox:
         """Add what a receive returned; the unused part of its reservation is given back."""
         with self._cond:
             self._reserved -= reserved
-            self._held += len(messages)
+            now = time.monotonic()
+            for message in messages:
+                self._held[message.receipt] = (message, now)
             self._ready.extend(messages)
             self._cond.notify_all()
 
@@ -91,11 +95,22 @@ class Inbox:
             self._ready.clear()
             return batch
 
-    def done(self, count: int) -> None:
-        """`count` held messages were deleted or released: their room is free again."""
+    def done(self, messages: Sequence[Message]) -> None:
+        """These held messages were deleted or released: their room is free again."""
         with self._cond:
-            self._held -= count
+            for message in messages:
+                self._held.pop(message.receipt, None)
             self._cond.notify_all()
+
+    def due(self, older_than_s: float) -> list[Message]:
+        """Held messages whose visibility was set more than `older_than_s` ago; their clock is
+        reset, as the caller is about to extend them."""
+        now = time.monotonic()
+        with self._cond:
+            due = [m for m, since in self._held.values() if now - since > older_than_s]
+            for message in due:
+                self._held[message.receipt] = (message, now)
+        return due
 
 
 class Pollers:

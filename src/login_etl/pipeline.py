@@ -28,6 +28,7 @@ from login_etl.core.model import Message, Outcome, Rejected
 from login_etl.core.transform import Transformer
 from login_etl.errors import RowRefused, TransientError
 from login_etl.intake import Inbox, Pollers
+from login_etl.metrics import Metrics, NoMetrics
 from login_etl.ports import MAX_RECEIVE, CommitResult, MessageSource, Sink
 from login_etl.retry import BACKOFF_MAX_S, until_stopped
 
@@ -81,10 +82,13 @@ class Deleter:
     (backpressure) rather than letting received messages pile up.
     """
 
-    def __init__(self, source: MessageSource, inbox: Inbox, stats: RunStats, workers: int) -> None:
+    def __init__(
+        self, source: MessageSource, inbox: Inbox, stats: RunStats, workers: int, metrics: Metrics
+    ) -> None:
         self._source = source
         self._inbox = inbox
         self._stats = stats
+        self._metrics = metrics
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deleter")
 
@@ -92,17 +96,19 @@ class Deleter:
         for start in range(0, len(messages), MAX_RECEIVE):
             chunk = messages[start : start + MAX_RECEIVE]
             future = self._pool.submit(self._source.delete, chunk)
-            future.add_done_callback(partial(self._done, len(chunk)))
+            future.add_done_callback(partial(self._done, chunk))
 
-    def _done(self, count: int, future: Future[int]) -> None:
+    def _done(self, chunk: Sequence[Message], future: Future[int]) -> None:
+        count = len(chunk)
         error = future.exception()
         if error is not None:
             log.warning("delete of %d messages failed: %s", count, error)
         failed = count if error is not None else future.result()
         if failed:
+            self._metrics.deletes_failed(failed)
             with self._lock:
                 self._stats.delete_failures += failed
-        self._inbox.done(count)
+        self._inbox.done(chunk)
 
     def close(self) -> None:
         """Wait for the deletes under way."""
@@ -126,6 +132,8 @@ class Pipeline:
         stop: threading.Event | None = None,
         on_batch: Callable[[RunStats], None] | None = None,
         backoff_max_s: float = BACKOFF_MAX_S,
+        metrics: Metrics | None = None,
+        visibility_timeout_s: int | None = None,
     ) -> None:
         self._source = source
         self._sink = sink
@@ -140,10 +148,22 @@ class Pipeline:
         self._on_batch = on_batch
         self._backoff_max_s = backoff_max_s
         self._batch_ids = itertools.count(1)
+        self.metrics = metrics or NoMetrics()
+        # Known: held messages get their visibility extended before it runs out (heartbeat).
+        self._visibility_timeout_s = visibility_timeout_s
         self.stats = RunStats()
 
+    @property
+    def source(self) -> MessageSource:
+        return self._source
+
+    def _count_error(self, err: BaseException) -> None:
+        self.metrics.error(type(err).__name__)
+
     def _retrying(self, what: str) -> tenacity.Retrying:
-        return until_stopped(what, self.stop, max_wait_s=self._backoff_max_s)
+        return until_stopped(
+            what, self.stop, max_wait_s=self._backoff_max_s, on_error=self._count_error
+        )
 
     # -- committing --------------------------------------------------------------------------
 
@@ -190,13 +210,18 @@ class Pipeline:
         batch_id = next(self._batch_ids)
         started = time.monotonic()
         outcomes = [self._outcome(m) for m in messages]
+        reasons = []
         for outcome in outcomes:
             if isinstance(outcome, Rejected):
+                reasons.append(outcome.reason)
                 log.info(
-                    "batch %d: message %s rejected: %s",
-                    batch_id,
-                    outcome.message_id,
+                    "message rejected: %s",
                     outcome.reason,
+                    extra={
+                        "batch_id": batch_id,
+                        "message_id": outcome.message_id,
+                        "reason": outcome.reason,
+                    },
                 )
         try:
             result = self._commit(outcomes, messages)
@@ -204,13 +229,15 @@ class Pipeline:
             if not self.stop.is_set():
                 raise
             log.warning(
-                "batch %d: shutting down before commit; releasing %d messages",
-                batch_id,
+                "shutting down before the commit; releasing %d messages",
                 len(messages),
+                extra={"batch_id": batch_id, "released": len(messages)},
             )
             self._source.release(messages)
             return None
+        seconds = time.monotonic() - started
         self.stats.add(len(messages), result, 0)
+        self.metrics.batch(len(messages), result, seconds, reasons)
         log.info(
             "batch %d: %d received, %d loaded, %d rejected, %d redeliveries skipped in %.0f ms",
             batch_id,
@@ -218,7 +245,15 @@ class Pipeline:
             result.loaded,
             result.rejected,
             result.skipped,
-            (time.monotonic() - started) * 1000,
+            seconds * 1000,
+            extra={
+                "batch_id": batch_id,
+                "received": len(messages),
+                "loaded": result.loaded,
+                "rejected": result.rejected,
+                "skipped": result.skipped,
+                "duration_ms": round(seconds * 1000, 1),
+            },
         )
         if self._on_batch:
             self._on_batch(self.stats)
@@ -253,14 +288,18 @@ class Pipeline:
             stop=self.stop,
             on_error=fail,
         )
-        deleter = Deleter(self._source, inbox, self.stats, workers=self._pollers)
+        deleter = Deleter(self._source, inbox, self.stats, self._pollers, self.metrics)
+        heartbeat = threading.Thread(
+            target=self._heartbeat, args=(inbox,), name="heartbeat", daemon=True
+        )
         pollers.start()
+        heartbeat.start()
         try:
             while not self.stop.is_set():
                 batch = inbox.take(self._batch_size, IDLE_CHECK_S, self._batch_wait_s)
                 if batch:
                     if self.commit(batch) is None:
-                        inbox.done(len(batch))
+                        inbox.done(batch)
                     else:
                         deleter.submit(batch)
                 elif until_empty and inbox.held == 0 and self._drained():
@@ -276,12 +315,33 @@ class Pipeline:
             if leftover:
                 log.info("releasing %d received messages not yet in a batch", len(leftover))
                 self._source.release(leftover)
-                inbox.done(len(leftover))
+                inbox.done(leftover)
             deleter.close()
             self.stats.finished = time.monotonic()
         if errors:
             raise errors[0]
         return self.stats
 
+    def _heartbeat(self, inbox: Inbox) -> None:
+        """Extend the visibility of messages held longer than half their timeout: a batch whose
+        commit waits out a database outage, or an inbox slow to drain, must not reappear on the
+        queue for another worker meanwhile."""
+        timeout = self._visibility_timeout_s
+        if not timeout:
+            return
+        # Beat every quarter timeout, extend what is older than half: a message is extended
+        # at the latest three quarters into its visibility, never after it ran out.
+        while not self.stop.wait(timeout / 4):
+            due = inbox.due(timeout / 2)
+            if due:
+                log.info(
+                    "extending the visibility of %d held messages",
+                    len(due),
+                    extra={"extended": len(due)},
+                )
+                self._source.extend(due, timeout)
+
     def _drained(self) -> bool:
-        return bool(self._retrying("queue attributes")(self._source.backlog).empty)
+        backlog = self._retrying("queue attributes")(self._source.backlog)
+        self.metrics.backlog(backlog)
+        return bool(backlog.empty)

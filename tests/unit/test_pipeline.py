@@ -229,3 +229,28 @@ def test_a_permanent_source_error_stops_the_worker_with_that_error(keys: KeyRing
     worker = pipeline(Missing(), MemorySink(), keys)
     with pytest.raises(SourceError, match="NonExistentQueue"):
         worker.run()
+
+
+def test_the_heartbeat_keeps_a_slow_batch_hidden_so_it_is_not_delivered_twice(
+    keys: KeyRing,
+) -> None:
+    queue = MemoryQueue(visibility_timeout=1)
+    fill(queue, 30)
+
+    class SlowSink(MemorySink):
+        def commit(self, outcomes):  # type: ignore[no-untyped-def]
+            time.sleep(2.5)  # a commit that outlives the 1 s visibility timeout twice over
+            return super().commit(outcomes)
+
+    worker = Pipeline(
+        queue,
+        SlowSink(),
+        Transformer(keys.masker, keys.sealer),
+        batch_size=30,
+        batch_wait_s=0.2,
+        pollers=1,
+        visibility_timeout_s=1,
+    )
+    stats = worker.run(until_empty=True)
+    assert (stats.received, stats.loaded, stats.skipped, stats.delete_failures) == (30, 30, 0, 0)
+    assert len(queue) == 0

@@ -198,21 +198,31 @@ class SqsSource:
         return failed
 
     def release(self, messages: Sequence[Message]) -> None:
-        """Make messages visible again at once (visibility 0), for a batch not committed."""
+        """Make messages visible again at once (visibility 0), for a batch not committed.
+        If this fails they reappear at their visibility timeout instead; nothing is lost."""
+        self._change_visibility(messages, 0, "release")
+
+    def extend(self, messages: Sequence[Message], seconds: int) -> None:
+        """Keep messages hidden for `seconds` more (the heartbeat for long-held messages)."""
+        self._change_visibility(messages, seconds, "extend visibility")
+
+    def _change_visibility(self, messages: Sequence[Message], seconds: int, action: str) -> None:
         for chunk in _chunks(messages, MAX_ENTRIES_PER_BATCH_CALL):
             entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
-                {"Id": str(i), "ReceiptHandle": m.receipt, "VisibilityTimeout": 0}
+                {"Id": str(i), "ReceiptHandle": m.receipt, "VisibilityTimeout": seconds}
                 for i, m in enumerate(chunk)
             ]
             try:
-                self._client.change_message_visibility_batch(
+                response = self._client.change_message_visibility_batch(
                     QueueUrl=self.queue_url, Entries=entries
                 )
             except _CAUGHT as err:
-                # They reappear at their visibility timeout instead; nothing is lost.
                 log.warning(
-                    "release of %d messages failed: %s", len(chunk), _translate(err, "release")
+                    "%s of %d messages failed: %s", action, len(chunk), _translate(err, action)
                 )
+                continue
+            if response.get("Failed"):
+                log.warning("%s failed for %d messages", action, len(response["Failed"]))
 
     def backlog(self) -> Backlog:
         try:

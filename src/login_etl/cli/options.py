@@ -65,6 +65,20 @@ Pollers = Annotated[
         help="Concurrent long-polls per worker process. Env: LOGIN_ETL_POLLERS", show_default="8"
     ),
 ]
+MetricsPort = Annotated[
+    str | None,
+    typer.Option(
+        help="Serve /metrics, /healthz, /readyz on this port. Env: LOGIN_ETL_METRICS_PORT",
+        show_default="off",
+    ),
+]
+LogFormat = Annotated[
+    str | None,
+    typer.Option(
+        help="json, console or auto (console on a terminal). Env: LOGIN_ETL_LOG_FORMAT",
+        show_default="auto",
+    ),
+]
 LogLevel = Annotated[
     str | None,
     typer.Option(

@@ -19,8 +19,9 @@ from login_etl.cli import options
 from login_etl.cli.app import app, err, out
 from login_etl.config import load_settings
 from login_etl.logs import configure_logging
+from login_etl.metrics import PrometheusMetrics
 from login_etl.pipeline import RunStats
-from login_etl.service import migrate_database, open_pipeline
+from login_etl.service import migrate_database, open_pipeline, serving
 from login_etl.workers import run_processes
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,9 @@ def run(
     batch_size: options.BatchSize = None,
     batch_wait_ms: options.BatchWaitMs = None,
     pollers: options.Pollers = None,
+    metrics_port: options.MetricsPort = None,
     log_level: options.LogLevel = None,
+    log_format: options.LogFormat = None,
 ) -> None:
     """Load messages until SIGINT/SIGTERM (or, with --until-empty, until the queue is empty)."""
     overrides = {
@@ -103,11 +106,13 @@ def run(
         "batch_size": batch_size,
         "batch_wait_ms": batch_wait_ms,
         "pollers": pollers,
+        "metrics_port": metrics_port,
         "log_level": log_level,
+        "log_format": log_format,
     }
     settings = load_settings(**overrides)
     settings.require_keyset_file()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     stop = threading.Event()
     if processes > 1:
         # Migrate once here, so that the workers do not all queue on the migration lock.
@@ -116,10 +121,12 @@ def run(
             stats = run_processes(processes, overrides, until_empty=until_empty, stop=stop)
         out.print(f"Done ({processes} processes): {summary(stats)}")
         return
+    metrics = PrometheusMetrics()
     with (
         stop_on_signals(stop),
         progress(until_empty and sys.stderr.isatty()) as on_batch,
-        open_pipeline(settings, stop=stop, on_batch=on_batch) as pipeline,
+        open_pipeline(settings, stop=stop, on_batch=on_batch, metrics=metrics) as pipeline,
+        serving(settings, pipeline, metrics),
     ):
         stats = pipeline.run(until_empty=until_empty)
     out.print(f"Done: {summary(stats)}")
@@ -129,7 +136,7 @@ def run(
 def migrate(database_url: options.DatabaseUrl = None, log_level: options.LogLevel = None) -> None:
     """Create or upgrade the service's schema (idempotent; `run` does it too)."""
     settings = load_settings(database_url=database_url, log_level=log_level)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     applied = migrate_database(settings.database_url.get_secret_value())
     if applied:
         versions = ", ".join(map(str, applied))
