@@ -230,3 +230,21 @@ def test_run_with_several_processes_loads_every_message_once(
             "SELECT count(*) FROM (SELECT user_id FROM user_logins GROUP BY 1 HAVING count(*) > 1) d"
         ).fetchone()
         assert dupes == (0,)
+
+
+def test_queue_create_dlq_sets_the_redrive_policy_idempotently(
+    cli: Callable[..., subprocess.CompletedProcess[str]], sqs_client: Any, queue_url: str
+) -> None:
+    import json
+
+    for _ in range(2):
+        result = cli("queue", "create-dlq", "--max-receive-count", "3")
+        assert result.returncode == 0, result.stderr
+    name = queue_url.rsplit("/", 1)[-1]
+    assert f"{name}-dlq" in result.stdout
+    attributes = sqs_client.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]
+    )
+    policy = json.loads(attributes["Attributes"]["RedrivePolicy"])
+    assert int(policy["maxReceiveCount"]) == 3
+    assert policy["deadLetterTargetArn"].endswith(f":{name}-dlq")

@@ -6,6 +6,7 @@ Translates botocore errors into login-etl's: unreachable or throttled → Source
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -241,3 +242,38 @@ class SqsSource:
             in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
             delayed=int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
         )
+
+
+# A message is received this many times before SQS moves it to the dead-letter queue. Each
+# receive that does not end in a delete means the worker failed to commit it (a transient
+# failure outlasting the visibility timeout, or a crash); five leaves room for a restart or two.
+DEFAULT_MAX_RECEIVE_COUNT = 5
+_FOURTEEN_DAYS_S = 14 * 24 * 3600
+
+
+def ensure_dead_letter_queue(
+    source: SqsSource,
+    *,
+    name: str | None = None,
+    max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT,
+) -> str:
+    """Create (or find) the queue's dead-letter queue and set the redrive policy; idempotent.
+
+    Invalid messages never go there: they are committed to the quarantine and deleted. What
+    lands in the DLQ is what kept failing for another reason, for an operator to look at.
+    """
+    client = source._client
+    main_name = source.queue_url.rstrip("/").rsplit("/", 1)[-1]
+    dlq_name = name or f"{main_name}-dlq"
+    try:
+        dlq_url = client.create_queue(
+            QueueName=dlq_name, Attributes={"MessageRetentionPeriod": str(_FOURTEEN_DAYS_S)}
+        )["QueueUrl"]
+        arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": str(max_receive_count)})
+        client.set_queue_attributes(QueueUrl=source.queue_url, Attributes={"RedrivePolicy": policy})
+    except _CAUGHT as err:
+        raise _translate(err, "create dead-letter queue") from err
+    return dlq_url
