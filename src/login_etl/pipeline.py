@@ -229,7 +229,7 @@ class Pipeline:
             if not self.stop.is_set():
                 raise
             log.warning(
-                "shutting down before the commit; releasing %d messages",
+                "stopping before the commit (shutdown or deadline); releasing %d messages",
                 len(messages),
                 extra={"batch_id": batch_id, "released": len(messages)},
             )
