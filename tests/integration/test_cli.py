@@ -142,6 +142,14 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(
     assert left.in_flight == 0, "nothing is held back: what was not committed was released"
     assert left.visible == total - loaded
 
+    # A restarted worker finishes the rest: every message loaded exactly once, queue empty.
+    again = cli("run", "--until-empty")
+    assert again.returncode == 0, again.stderr
+    assert backlog().empty
+    with psycopg.connect(database_url) as conn:
+        assert count(conn, "user_logins") == total
+        assert count(conn, "login_etl.processed_messages") == total
+
 
 def test_usage_errors_exit_2_without_a_traceback(
     cli: Callable[..., subprocess.CompletedProcess[str]],
