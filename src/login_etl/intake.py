@@ -103,14 +103,18 @@ class Inbox:
             self._cond.notify_all()
 
     def due(self, older_than_s: float) -> list[Message]:
-        """Held messages whose visibility was set more than `older_than_s` ago; their clock is
-        reset, as the caller is about to extend them."""
+        """Held messages whose visibility was set more than `older_than_s` ago."""
         now = time.monotonic()
         with self._cond:
-            due = [m for m, since in self._held.values() if now - since > older_than_s]
-            for message in due:
-                self._held[message.receipt] = (message, now)
-        return due
+            return [m for m, since in self._held.values() if now - since > older_than_s]
+
+    def extended(self, messages: Sequence[Message]) -> None:
+        """Their visibility was just extended: restart their clocks (those still held)."""
+        now = time.monotonic()
+        with self._cond:
+            for message in messages:
+                if message.receipt in self._held:
+                    self._held[message.receipt] = (message, now)
 
 
 class Pollers:
@@ -125,12 +129,14 @@ class Pollers:
         wait_s: int,
         stop: threading.Event,
         on_error: Callable[[BaseException], None],
+        on_retry: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._source = source
         self._inbox = inbox
         self._wait_s = wait_s
         self._stop = stop
         self._on_error = on_error
+        self._on_retry = on_retry
         self._threads = [
             threading.Thread(target=self._poll, name=f"poller-{i}", daemon=True)
             for i in range(count)
@@ -147,7 +153,7 @@ class Pollers:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _poll(self) -> None:
-        receive = until_stopped("receive", self._stop)
+        receive = until_stopped("receive", self._stop, on_error=self._on_retry)
         while not self._stop.is_set():
             reserved = self._inbox.reserve(MAX_RECEIVE, self._stop)
             if not reserved:

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 DRAIN_POLL_S = 0
 # How long the batcher waits for a first message before checking whether it should stop.
 IDLE_CHECK_S = 0.2
+# How often the queue-depth gauge is refreshed while the worker runs.
+QUEUE_DEPTH_EVERY_S = 15.0
 # Pollers per worker: each spends most of its time waiting on the network, so several keep one
 # core busy; past a dozen the emulator, not the worker, is the limit (docs/benchmarks.md).
 DEFAULT_POLLERS = 8
@@ -151,6 +153,7 @@ class Pipeline:
         self.metrics = metrics or NoMetrics()
         # Known: held messages get their visibility extended before it runs out (heartbeat).
         self._visibility_timeout_s = visibility_timeout_s
+        self._visibility_lock = threading.Lock()
         self.stats = RunStats()
 
     @property
@@ -233,7 +236,7 @@ class Pipeline:
                 len(messages),
                 extra={"batch_id": batch_id, "released": len(messages)},
             )
-            self._source.release(messages)
+            self._release(messages)
             return None
         seconds = time.monotonic() - started
         self.stats.add(len(messages), result, 0)
@@ -287,10 +290,11 @@ class Pipeline:
             wait_s=poll_wait_s,
             stop=self.stop,
             on_error=fail,
+            on_retry=self._count_error,
         )
         deleter = Deleter(self._source, inbox, self.stats, self._pollers, self.metrics)
         heartbeat = threading.Thread(
-            target=self._heartbeat, args=(inbox,), name="heartbeat", daemon=True
+            target=self._housekeeping, args=(inbox,), name="heartbeat", daemon=True
         )
         pollers.start()
         heartbeat.start()
@@ -298,7 +302,15 @@ class Pipeline:
             while not self.stop.is_set():
                 batch = inbox.take(self._batch_size, IDLE_CHECK_S, self._batch_wait_s)
                 if batch:
-                    if self.commit(batch) is None:
+                    try:
+                        result = self.commit(batch)
+                    except BaseException:
+                        # A permanent error stops the worker: hand the batch back at once.
+                        self.stop.set()
+                        self._release(batch)
+                        inbox.done(batch)
+                        raise
+                    if result is None:
                         inbox.done(batch)
                     else:
                         deleter.submit(batch)
@@ -314,7 +326,7 @@ class Pipeline:
             leftover = inbox.take_all()
             if leftover:
                 log.info("releasing %d received messages not yet in a batch", len(leftover))
-                self._source.release(leftover)
+                self._release(leftover)
                 inbox.done(leftover)
             deleter.close()
             self.stats.finished = time.monotonic()
@@ -322,16 +334,39 @@ class Pipeline:
             raise errors[0]
         return self.stats
 
-    def _heartbeat(self, inbox: Inbox) -> None:
-        """Extend the visibility of messages held longer than half their timeout: a batch whose
-        commit waits out a database outage, or an inbox slow to drain, must not reappear on the
-        queue for another worker meanwhile."""
+    def _release(self, messages: Sequence[Message]) -> None:
+        """Visibility 0, after `stop` is set: the lock keeps the heartbeat from hiding them
+        again right after (it checks `stop` under the same lock)."""
+        with self._visibility_lock:
+            self._source.release(messages)
+
+    def _housekeeping(self, inbox: Inbox) -> None:
+        """The heartbeat, and the queue-depth gauge.
+
+        Messages held longer than half their visibility timeout (a batch whose commit waits
+        out a database outage, an inbox slow to drain) get it extended, so that the queue does
+        not hand them to another worker meanwhile. The beat is a quarter timeout, so a message
+        is extended at the latest three quarters into its visibility.
+        """
         timeout = self._visibility_timeout_s
-        if not timeout:
-            return
-        # Beat every quarter timeout, extend what is older than half: a message is extended
-        # at the latest three quarters into its visibility, never after it ran out.
-        while not self.stop.wait(timeout / 4):
+        beat = min(timeout / 4, QUEUE_DEPTH_EVERY_S) if timeout else QUEUE_DEPTH_EVERY_S
+        last_depth = time.monotonic()
+        while not self.stop.wait(beat):
+            try:
+                if timeout:
+                    self._extend_due(inbox, timeout)
+                if time.monotonic() - last_depth >= QUEUE_DEPTH_EVERY_S:
+                    last_depth = time.monotonic()
+                    self.metrics.backlog(self._source.backlog())
+            except TransientError as err:
+                log.warning("heartbeat: %s; trying again at the next beat", err)
+            except Exception:
+                log.exception("heartbeat failed; trying again at the next beat")
+
+    def _extend_due(self, inbox: Inbox, timeout: int) -> None:
+        with self._visibility_lock:
+            if self.stop.is_set():
+                return
             due = inbox.due(timeout / 2)
             if due:
                 log.info(
@@ -340,6 +375,7 @@ class Pipeline:
                     extra={"extended": len(due)},
                 )
                 self._source.extend(due, timeout)
+                inbox.extended(due)
 
     def _drained(self) -> bool:
         backlog = self._retrying("queue attributes")(self._source.backlog)

@@ -132,7 +132,7 @@ def test_postgres_lost_mid_drain_is_retried_without_loss(
     tmp_path: Path,
 ) -> None:
     with EmbeddedPostgres(tmp_path) as server:
-        send(generate_bodies(60, malformed=0))
+        send(generate_bodies(60, malformed=4))
         settings = make_settings(database_url=server.url, visibility_timeout=3, batch_size=10)
         stopped = threading.Event()
 
@@ -148,7 +148,8 @@ def test_postgres_lost_mid_drain_is_retried_without_loss(
         assert stats.loaded + stats.skipped >= 60
         assert backlog().empty
         with psycopg.connect(server.url) as conn:
-            assert count(conn, "user_logins") == 60
+            assert count(conn, "user_logins") == 56
+            assert count(conn, "login_etl.rejected_messages") == 4
             assert count(conn, "login_etl.processed_messages") == 60
 
 

@@ -142,3 +142,29 @@ def test_configured_credentials_region_and_endpoint_are_kept(
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://sqs.internal:9324")
     assert kwargs_for(DEFAULT_QUEUE_URL) == {"endpoint_url": "http://sqs.internal:9324"}
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (400, "AWS.SimpleQueueService.NonExistentQueue", "SourceError"),
+        (400, "InvalidParameterValue", "SourceError"),
+        (403, "AccessDenied", "SourceError"),
+        (400, "Throttling", "SourceUnavailable"),
+        (400, "RequestThrottled", "SourceUnavailable"),
+        (500, "InternalError", "SourceUnavailable"),
+        (503, "ServiceUnavailable", "SourceUnavailable"),
+    ],
+)
+def test_sqs_errors_are_sorted_into_transient_and_permanent(
+    status: int, code: str, kind: str
+) -> None:
+    import botocore.exceptions
+
+    from login_etl.adapters.sqs import _translate
+
+    error = botocore.exceptions.ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "ReceiveMessage",
+    )
+    assert type(_translate(error, "receive")).__name__ == kind

@@ -254,3 +254,20 @@ def test_the_heartbeat_keeps_a_slow_batch_hidden_so_it_is_not_delivered_twice(
     stats = worker.run(until_empty=True)
     assert (stats.received, stats.loaded, stats.skipped, stats.delete_failures) == (30, 30, 0, 0)
     assert len(queue) == 0
+
+
+def test_a_permanent_error_hands_the_batch_in_hand_back_at_once(
+    queue: MemoryQueue, keys: KeyRing
+) -> None:
+    from login_etl.errors import SinkError
+
+    fill(queue, 12)
+
+    class Broken(MemorySink):
+        def commit(self, outcomes):  # type: ignore[no-untyped-def]
+            raise SinkError("public.user_logins has no column user_id")
+
+    with pytest.raises(SinkError):
+        pipeline(queue, Broken(), keys).run()
+    assert queue.backlog().visible == 12, "released, not left hidden until the timeout"
+    assert queue.deleted == []

@@ -56,6 +56,22 @@ _PERMANENT_CODES = frozenset(
 )
 
 
+# 4xx codes that mean "slow down", not "wrong request".
+_THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "OverLimit",
+        "KMS.ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+
 def is_aws_host(host: str) -> bool:
     return host.endswith(_AWS_HOST_SUFFIXES)
 
@@ -88,7 +104,9 @@ def client_kwargs(settings: Settings, session: boto3.session.Session) -> dict[st
 def _translate(err: Exception, action: str) -> Exception:
     if isinstance(err, botocore.exceptions.ClientError):
         code = err.response.get("Error", {}).get("Code", "")
-        if code in _PERMANENT_CODES:
+        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500))
+        # A 4xx is the request's fault and will not pass by itself, except throttling.
+        if code in _PERMANENT_CODES or (400 <= status < 500 and code not in _THROTTLING_CODES):
             return SourceError(f"SQS {action}: {code}: {err.response['Error'].get('Message', '')}")
         return SourceUnavailable(f"SQS {action}: {code or 'error'}")
     if isinstance(err, botocore.exceptions.NoCredentialsError):
@@ -201,13 +219,16 @@ class SqsSource:
     def release(self, messages: Sequence[Message]) -> None:
         """Make messages visible again at once (visibility 0), for a batch not committed.
         If this fails they reappear at their visibility timeout instead; nothing is lost."""
-        self._change_visibility(messages, 0, "release")
+        self._change_visibility(messages, 0, "release", strict=False)
 
     def extend(self, messages: Sequence[Message], seconds: int) -> None:
-        """Keep messages hidden for `seconds` more (the heartbeat for long-held messages)."""
-        self._change_visibility(messages, seconds, "extend visibility")
+        """Keep messages hidden for `seconds` more (the heartbeat for long-held messages);
+        SourceUnavailable if SQS could not be reached, so that the caller tries again soon."""
+        self._change_visibility(messages, seconds, "extend visibility", strict=True)
 
-    def _change_visibility(self, messages: Sequence[Message], seconds: int, action: str) -> None:
+    def _change_visibility(
+        self, messages: Sequence[Message], seconds: int, action: str, *, strict: bool
+    ) -> None:
         for chunk in _chunks(messages, MAX_ENTRIES_PER_BATCH_CALL):
             entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
                 {"Id": str(i), "ReceiptHandle": m.receipt, "VisibilityTimeout": seconds}
@@ -218,6 +239,8 @@ class SqsSource:
                     QueueUrl=self.queue_url, Entries=entries
                 )
             except _CAUGHT as err:
+                if strict:
+                    raise _translate(err, action) from err
                 log.warning(
                     "%s of %d messages failed: %s", action, len(chunk), _translate(err, action)
                 )
@@ -264,11 +287,14 @@ def ensure_dead_letter_queue(
     """
     client = source._client
     main_name = source.queue_url.rstrip("/").rsplit("/", 1)[-1]
-    dlq_name = name or f"{main_name}-dlq"
+    attributes: dict[Any, str] = {"MessageRetentionPeriod": str(_FOURTEEN_DAYS_S)}
+    if main_name.endswith(".fifo"):  # a FIFO queue needs a FIFO dead-letter queue
+        dlq_name = name or f"{main_name.removesuffix('.fifo')}-dlq.fifo"
+        attributes["FifoQueue"] = "true"
+    else:
+        dlq_name = name or f"{main_name}-dlq"
     try:
-        dlq_url = client.create_queue(
-            QueueName=dlq_name, Attributes={"MessageRetentionPeriod": str(_FOURTEEN_DAYS_S)}
-        )["QueueUrl"]
+        dlq_url = client.create_queue(QueueName=dlq_name, Attributes=attributes)["QueueUrl"]
         arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
