@@ -164,3 +164,23 @@ def cli(
 
     run.env = env  # type: ignore[attr-defined]
     return run
+
+
+def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """`login-etl run ARGS` in a child process, its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "login_etl", "run", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_for_log(worker: subprocess.Popen[str], text: str) -> None:
+    """Read the worker's stderr until a line holds `text` (e.g. "batch 2:": mid-stream)."""
+    assert worker.stderr is not None
+    for line in worker.stderr:
+        if text in line:
+            return
+    raise AssertionError(f"the worker ended without logging {text!r}")

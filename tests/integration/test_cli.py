@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 
 from login_etl.demo.data import generate_bodies
 from login_etl.ports import Backlog
-from tests.integration.conftest import count, with_database
+from tests.integration.conftest import count, start_worker, wait_for_log, with_database
 
 
 def test_run_until_empty_then_reveal_and_quarantine(
@@ -119,17 +118,8 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(
     total = 400
     send(generate_bodies(total, malformed=8))
     env: dict[str, Any] = cli.env | {"LOGIN_ETL_BATCH_SIZE": "20", "LOGIN_ETL_BATCH_WAIT_MS": "50"}  # type: ignore[attr-defined]
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "login_etl", "run"],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert worker.stderr is not None
-    for line in worker.stderr:  # wait until the worker is mid-stream
-        if "batch 2:" in line:
-            break
+    worker = start_worker(env)
+    wait_for_log(worker, "batch 2:")
     worker.send_signal(signal.SIGTERM)
     _out, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err

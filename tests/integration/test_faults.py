@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +15,7 @@ import psycopg
 
 from login_etl.demo.data import generate_bodies
 from login_etl.ports import Backlog
-from tests.integration.conftest import count
+from tests.integration.conftest import count, start_worker, wait_for_log
 
 
 def assert_exactly_once(database_url: str, valid: int, invalid: int) -> None:
@@ -40,17 +38,8 @@ def test_a_worker_killed_mid_batch_and_restarted_loses_and_doubles_nothing(
         "LOGIN_ETL_BATCH_WAIT_MS": "20",
         "LOGIN_ETL_VISIBILITY_TIMEOUT": "2",
     }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "login_etl", "run"],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert worker.stderr is not None
-    for line in worker.stderr:
-        if "batch 3:" in line:
-            break
+    worker = start_worker(env)
+    wait_for_log(worker, "batch 3:")
     worker.send_signal(signal.SIGKILL)  # no chance to finish, release or delete anything
     worker.wait(30)
     with psycopg.connect(database_url) as conn:
@@ -122,22 +111,13 @@ def test_sqs_briefly_unavailable_is_waited_out(
     send(generate_bodies(300, malformed=5))
     proxy = Cuttable(int(moto.endpoint.rsplit(":", 1)[1]))
     proxied = queue_url.replace(moto.endpoint, f"http://127.0.0.1:{proxy.port}")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "login_etl", "run", "--until-empty"],
-        env=cli.env
-        | {
-            "LOGIN_ETL_QUEUE_URL": proxied,
-            "LOGIN_ETL_BATCH_SIZE": "20",
-            "LOGIN_ETL_BATCH_WAIT_MS": "20",
-        },
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert worker.stderr is not None
-    for line in worker.stderr:
-        if "batch 2:" in line:
-            break
+    env = cli.env | {
+        "LOGIN_ETL_QUEUE_URL": proxied,
+        "LOGIN_ETL_BATCH_SIZE": "20",
+        "LOGIN_ETL_BATCH_WAIT_MS": "20",
+    }
+    worker = start_worker(env, "--until-empty")
+    wait_for_log(worker, "batch 2:")
     proxy.cut()
     time.sleep(3)
     proxy.restore()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +13,7 @@ from typing import Any
 
 from login_etl.demo.data import generate_bodies
 from login_etl.ports import Backlog
+from tests.integration.conftest import start_worker
 
 
 def free_port() -> int:
@@ -44,13 +43,7 @@ def test_metrics_and_probes_answer_while_run_works_and_logs_are_json_without_pii
     bodies = generate_bodies(120, malformed=3)
     send(bodies)
     env = cli.env | {"LOGIN_ETL_METRICS_PORT": str(port), "LOGIN_ETL_LOG_FORMAT": "json"}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "login_etl", "run"],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    worker = start_worker(env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -96,13 +89,7 @@ def test_readiness_fails_when_postgres_is_unreachable(cli: Any, tmp_path: Any) -
     port = free_port()
     with EmbeddedPostgres(tmp_path) as server:
         env = cli.env | {"LOGIN_ETL_METRICS_PORT": str(port), "LOGIN_ETL_DATABASE_URL": server.url}
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "login_etl", "run"],
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        worker = start_worker(env)
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30
