@@ -97,6 +97,9 @@ def run_demo(console: Console | None = None) -> None:
                 keyset_file=keyset,
                 aws_endpoint_url=sqs.endpoint,
                 wait_time_seconds=1,
+                # One poller: moto's SQS is not safe under concurrent receives and would hand a
+                # few messages out twice (harmless, but the counts would distract here).
+                pollers=1,
             )
             with open_pipeline(settings) as pipeline:
                 stats = pipeline.run(until_empty=True)
