@@ -7,6 +7,7 @@ SQS adapter fills in for a local emulator (see `login_etl.adapters.sqs.client_kw
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -17,6 +18,9 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from login_etl.errors import ConfigError
+
+# The form Tink's AWS KMS integration takes; the region is read from the ARN.
+KMS_KEY_URI = re.compile(r"^aws-kms://arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:(key|alias)/\S+$")
 
 ENV_PREFIX = "LOGIN_ETL_"
 DEFAULT_QUEUE_URL = "http://localhost:4566/000000000000/login-queue"
@@ -33,6 +37,9 @@ class Settings(BaseSettings):
     queue_url: str = DEFAULT_QUEUE_URL
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
     keyset_file: Path | None = None
+    # The KMS key that must wrap the key file (aws-kms://arn:aws:kms:...). Set, a cleartext or
+    # differently wrapped key file is refused; unset, a wrapped file names its own key.
+    kms_key_uri: str | None = None
     # SQS's own range is 0–43200; 0 would hand every message to the next poller at once.
     visibility_timeout: int = Field(60, ge=1, le=43_200)
     # 20 s is SQS's longest long poll: fewest empty receives, and the bound on shutdown latency.
@@ -65,6 +72,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL such as " + DEFAULT_QUEUE_URL)
         if parts.path.strip("/").count("/") != 1:
             raise ValueError("must end in /ACCOUNT_ID/QUEUE_NAME")
+        return value
+
+    @field_validator("kms_key_uri")
+    @classmethod
+    def _kms_key_uri(cls, value: str | None) -> str | None:
+        if value is not None and not KMS_KEY_URI.match(value):
+            raise ValueError("must look like aws-kms://arn:aws:kms:REGION:ACCOUNT:key/KEY_ID")
         return value
 
     @field_validator("database_url")

@@ -9,7 +9,8 @@ pipeline and the CLI decide what to do from the class alone::
      ├── RevealError          a masked value does not decrypt with this key file
      ├── TransientError       worth retrying: connection lost, throttled, server restarting
      │    ├── SourceUnavailable   SQS could not be reached
-     │    └── SinkUnavailable     PostgreSQL could not be reached
+     │    ├── SinkUnavailable     PostgreSQL could not be reached
+     │    └── KmsUnavailable      AWS KMS could not be reached to unwrap the keyset
      └── PermanentError       retrying will not help: stop with a clear message
           ├── SourceError         the queue is missing, or access is denied
           └── SinkError           the schema does not match, or the database refused the load
@@ -49,6 +50,10 @@ class SinkUnavailable(TransientError):
     """PostgreSQL could not be reached or dropped the connection."""
 
 
+class KmsUnavailable(TransientError):
+    """AWS KMS could not be reached (or throttled), so an encrypted keyset stays locked."""
+
+
 class PermanentError(LoginEtlError):
     """Retrying will not help; the worker stops and says why."""
 
@@ -72,6 +77,7 @@ class RowRefused(SinkError):
 __all__ = [
     "ConfigError",
     "KeyFileError",
+    "KmsUnavailable",
     "LoginEtlError",
     "PermanentError",
     "RevealError",

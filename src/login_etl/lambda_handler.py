@@ -39,7 +39,7 @@ from login_etl.config import load_settings
 from login_etl.core.model import Message
 from login_etl.core.transform import Transformer
 from login_etl.errors import LoginEtlError, TransientError
-from login_etl.keys import load_key_file
+from login_etl.keys import load_keys
 from login_etl.pipeline import Pipeline
 from login_etl.ports import MAX_RECEIVE, Backlog, CommitResult
 from login_etl.service import migrate_when_reachable
@@ -125,7 +125,7 @@ class _Cache:
                 # The root logger passes WARNING and up unless told otherwise, and the count line
                 # is INFO. Only our loggers' level is set; the handlers stay Lambda's.
                 logging.getLogger("login_etl").setLevel(settings.log_level)
-                keys = load_key_file(settings.require_keyset_file())
+                keys = load_keys(settings)
                 database_url = settings.database_url.get_secret_value()
                 migrate_when_reachable(database_url, stop)  # service.migrate_database, retried
                 self._runtime = _Runtime(

@@ -15,7 +15,7 @@ from login_etl.adapters.sqs import SqsSource
 from login_etl.config import Settings
 from login_etl.core.transform import Transformer
 from login_etl.health import HealthServer
-from login_etl.keys import load_key_file
+from login_etl.keys import load_keys
 from login_etl.metrics import Metrics, PrometheusMetrics
 from login_etl.pipeline import Pipeline, RunStats
 from login_etl.retry import until_stopped
@@ -42,7 +42,8 @@ def open_pipeline(
 ) -> Iterator[Pipeline]:
     """A ready pipeline (keys loaded, schema migrated); closes its connections on exit."""
     stop = stop or threading.Event()
-    keys = load_key_file(settings.require_keyset_file())
+    # A KMS-wrapped key file waits out a KMS that is not reachable yet, as the database does.
+    keys = until_stopped("load keys", stop)(load_keys, settings)
     database_url = settings.database_url.get_secret_value()
     migrate_when_reachable(database_url, stop)
     sink = PostgresSink(database_url)

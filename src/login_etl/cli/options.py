@@ -86,3 +86,11 @@ LogLevel = Annotated[
         show_default="INFO",
     ),
 ]
+KmsKeyUri = Annotated[
+    str | None,
+    typer.Option(
+        help="AWS KMS key that wraps the key file: aws-kms://arn:aws:kms:REGION:ACCOUNT:key/ID. "
+        "Env: LOGIN_ETL_KMS_KEY_URI",
+        show_default="none (cleartext key file)",
+    ),
+]

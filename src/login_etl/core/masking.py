@@ -71,6 +71,23 @@ def _unb64(token: str) -> bytes:
         raise RevealError("not a masked value: it is not base64url") from err
 
 
+def key_id_of(ciphertext: bytes) -> int | None:
+    """The id of the Tink key that made a ciphertext (TINK prefix: 0x01, then 4 bytes)."""
+    if len(ciphertext) < 5 or ciphertext[0] != 1:
+        return None
+    return int.from_bytes(ciphertext[1:5], "big")
+
+
+def token_key_id(token: str) -> int | None:
+    """The key id inside an inline token; None for a vault token or a non-token."""
+    if token.startswith(VAULT_PREFIX):
+        return None
+    try:
+        return key_id_of(_unb64(token[:8]))
+    except RevealError:
+        return None
+
+
 class TinkMasker:
     """Masker (and, given the same keyset, unmasker) over a Tink DeterministicAead primitive."""
 

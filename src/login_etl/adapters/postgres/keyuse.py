@@ -1,0 +1,43 @@
+"""Which key every stored ciphertext needs: the evidence behind `keys check` and `keys disable`."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import psycopg
+
+from login_etl.adapters.postgres.connection import translated
+
+
+class KeyUse(NamedTuple):
+    """`values` values in `place`, all needing key `key_id` of keyset `keyset` (None: no
+    recognisable key, e.g. a vault token whose ciphertext is missing)."""
+
+    keyset: str
+    place: str
+    key_id: int | None
+    values: int
+
+
+_USAGE = """
+SELECT 'masking', 'user_logins.masked_ip', login_etl.masked_key_id(masked_ip), count(*)
+  FROM public.user_logins WHERE masked_ip IS NOT NULL GROUP BY 3
+UNION ALL
+SELECT 'masking', 'user_logins.masked_device_id', login_etl.masked_key_id(masked_device_id),
+       count(*)
+  FROM public.user_logins WHERE masked_device_id IS NOT NULL GROUP BY 3
+UNION ALL
+SELECT 'masking', 'login_etl.masked_values', login_etl.tink_key_id(ciphertext), count(*)
+  FROM login_etl.masked_values GROUP BY 3
+UNION ALL
+SELECT 'quarantine', 'login_etl.rejected_messages', login_etl.tink_key_id(body), count(*)
+  FROM login_etl.rejected_messages GROUP BY 3
+ORDER BY 1, 2, 3
+"""
+
+
+def key_usage(conn: psycopg.Connection[tuple[object, ...]]) -> list[KeyUse]:
+    """Counts of stored values by the key they need; one scan of each table."""
+    with translated("count values by key"):
+        rows = conn.execute(_USAGE).fetchall()
+    return [KeyUse(str(k), str(p), None if i is None else int(i), int(c)) for k, p, i, c in rows]  # type: ignore[call-overload]

@@ -1,0 +1,114 @@
+"""The SQL side of rekey: find values under old keys, a slice of the table at a time, and
+replace them in place.
+
+user_logins has no key column (the exercise's DDL), so rows are addressed by ctid, only inside
+the transaction that locked them (FOR UPDATE), where a ctid cannot change. The table is walked in
+ranges of pages (TID range scans, PostgreSQL 14+), so each batch reads a bounded slice however
+much of the table is already done, and `run` keeps inserting meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import cast
+
+import psycopg
+
+from login_etl.adapters.postgres.connection import translated
+
+Row = tuple[str, str | None, str | None]  # ctid, masked_ip, masked_device_id
+
+_STALE_ROWS = """
+SELECT ctid::text, masked_ip, masked_device_id FROM public.user_logins
+WHERE ctid >= %(first)s::tid AND ctid < %(end)s::tid
+  AND (login_etl.masked_key_id(masked_ip) <> %(primary)s
+       OR login_etl.masked_key_id(masked_device_id) <> %(primary)s)
+FOR UPDATE
+"""
+
+_UPDATE_ROWS = """
+UPDATE public.user_logins u SET masked_ip = v.ip, masked_device_id = v.device_id
+FROM unnest(%s::tid[], %s::text[], %s::text[]) AS v(ctid, ip, device_id)
+WHERE u.ctid = v.ctid
+"""
+
+_VAULT_INSERT = """
+INSERT INTO login_etl.masked_values (token, field, ciphertext) VALUES (%s, %s, %s)
+ON CONFLICT (token) DO NOTHING
+"""
+
+# Ciphertexts under old keys that no row points to any more (rekey gave their rows new tokens).
+_DROP_UNUSED_VAULT = """
+DELETE FROM login_etl.masked_values m
+WHERE login_etl.tink_key_id(m.ciphertext) IS DISTINCT FROM %(primary)s
+  AND NOT EXISTS (SELECT 1 FROM public.user_logins u
+                  WHERE u.masked_device_id = m.token OR u.masked_ip = m.token)
+"""
+
+_STALE_BODIES = """
+SELECT message_id, body FROM login_etl.rejected_messages
+WHERE message_id > %(after)s AND login_etl.tink_key_id(body) <> %(primary)s
+ORDER BY message_id LIMIT %(limit)s
+FOR UPDATE
+"""
+
+
+def _tid(page: int) -> str:
+    return f"({page},0)"
+
+
+class RekeyStore:
+    """Statements of one rekey; the caller owns the transactions."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        self.conn = conn
+
+    def pages(self) -> int:
+        with translated("size user_logins"):
+            row = self.conn.execute(
+                "SELECT pg_relation_size('public.user_logins')"
+                " / current_setting('block_size')::bigint"
+            ).fetchone()
+        return int(cast("int", row[0])) if row else 0
+
+    def stale_rows(self, first_page: int, end_page: int, primary: int) -> list[Row]:
+        """Rows in pages [first_page, end_page) holding a value under another key; locked."""
+        params = {"first": _tid(first_page), "end": _tid(end_page), "primary": primary}
+        with translated("read rows to rekey"):
+            return cast("list[Row]", self.conn.execute(_STALE_ROWS, params).fetchall())
+
+    def vault(self, tokens: Iterable[str]) -> dict[str, bytes]:
+        with translated("read masked values"):
+            rows = self.conn.execute(
+                "SELECT token, ciphertext FROM login_etl.masked_values WHERE token = ANY(%s)",
+                (list(tokens),),
+            ).fetchall()
+        return {str(t): bytes(cast("bytes", c)) for t, c in rows}
+
+    def update_rows(self, rows: Sequence[Row], vault: Sequence[tuple[str, str, bytes]]) -> None:
+        with translated("rekey rows"), self.conn.cursor() as cur:
+            if vault:
+                cur.executemany(_VAULT_INSERT, vault)
+            cur.execute(
+                _UPDATE_ROWS,
+                ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+            )
+
+    def drop_unused_vault(self, primary: int) -> int:
+        with translated("drop unused masked values"):
+            return self.conn.execute(_DROP_UNUSED_VAULT, {"primary": primary}).rowcount
+
+    def stale_bodies(self, after: str, primary: int, limit: int) -> list[tuple[str, bytes]]:
+        params = {"after": after, "primary": primary, "limit": limit}
+        with translated("read bodies to rekey"):
+            rows = self.conn.execute(_STALE_BODIES, params).fetchall()
+        return [(str(m), bytes(cast("bytes", b))) for m, b in rows]
+
+    def update_bodies(self, bodies: Sequence[tuple[str, bytes]]) -> None:
+        with translated("rekey bodies"):
+            self.conn.execute(
+                "UPDATE login_etl.rejected_messages r SET body = v.body"
+                " FROM unnest(%s::text[], %s::bytea[]) AS v(message_id, body)"
+                " WHERE r.message_id = v.message_id",
+                ([m for m, _ in bodies], [b for _, b in bodies]),
+            )

@@ -1,0 +1,191 @@
+"""Re-encrypt everything stored under old keys to the current primary keys, online.
+
+Deterministic tokens depend on the key: after `keys rotate`, new rows get new-key tokens while old
+rows keep old-key ones, so equal values stop grouping until every stored token is rewritten
+under the new key. That is this module's job, for user_logins' masked values (and the vault
+ciphertexts of over-long ones) and for rejected bodies.
+
+- Online: one short transaction per slice of pages; `run` keeps inserting (new rows are written
+  under the new primary once workers have the rotated key file, and need nothing).
+- Resumable and idempotent: progress is the data itself. A value already under the primary is
+  never selected, so a rerun after a crash or Ctrl-C only re-reads.
+- Checked: at the end it counts what still needs an old key (`keys check` shows the same), and
+  passes again if a worker that still had the old key file wrote behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+from login_etl.adapters.postgres.keyuse import KeyUse, key_usage
+from login_etl.adapters.postgres.rekey import RekeyStore, Row
+from login_etl.core.masking import (
+    VAULT_PREFIX,
+    Field,
+    Masked,
+    key_id_of,
+    token_key_id,
+)
+from login_etl.errors import RevealError
+from login_etl.keys import KeyRing
+
+log = logging.getLogger(__name__)
+
+BATCH_PAGES = 128  # ~5,000 rows of user_logins per transaction
+BODY_BATCH = 500
+MAX_PASSES = 3
+
+
+@dataclass
+class RekeyStats:
+    rows: int = 0  # user_logins rows rewritten
+    values: int = 0  # masked values re-encrypted (a row has up to two)
+    bodies: int = 0  # rejected bodies re-encrypted
+    unreadable: int = 0  # values no enabled key decrypts: left as they are, and counted
+    vault_dropped: int = 0  # old ciphertexts of over-long values no row points to any more
+    passes: int = 0
+    remaining: int = 0  # values still under an old key at the end, unreadable ones included
+
+
+def stale(usage: list[KeyUse], keys: KeyRing) -> int:
+    """How many stored values need a key other than their keyset's primary."""
+    primary = {"masking": keys.masking_primary, "quarantine": keys.quarantine_primary}
+    return sum(u.values for u in usage if u.key_id is not None and u.key_id != primary[u.keyset])
+
+
+class _Remasker:
+    """Old token → token under the primary key, each distinct value decrypted once."""
+
+    def __init__(self, keys: KeyRing, store: RekeyStore, stats: RekeyStats) -> None:
+        self._keys = keys
+        self._store = store
+        self._stats = stats
+        self._cache: dict[tuple[Field, str], Masked | None] = {}
+
+    def rows(self, rows: list[Row]) -> tuple[list[Row], list[tuple[str, str, bytes]]]:
+        vault = self._store.vault(
+            t for r in rows for t in r[1:] if t is not None and t.startswith(VAULT_PREFIX)
+        )
+        changed: list[Row] = []
+        entries: list[tuple[str, str, bytes]] = []
+        for ctid, ip, device_id in rows:
+            new_ip, new_device_id = (
+                self._value("ip", ip, vault),
+                self._value("device_id", device_id, vault),
+            )
+            if new_ip == (ip, None) and new_device_id == (device_id, None):
+                continue
+            changed.append((ctid, new_ip[0], new_device_id[0]))
+            entries.extend(v for _, v in (new_ip, new_device_id) if v is not None)
+        return changed, entries
+
+    def _value(
+        self, field: Field, token: str | None, vault: dict[str, bytes]
+    ) -> tuple[str | None, tuple[str, str, bytes] | None]:
+        if token is None:
+            return None, None
+        if token.startswith(VAULT_PREFIX):
+            ciphertext = vault.get(token)
+            key_id = key_id_of(ciphertext) if ciphertext is not None else None
+        else:
+            key_id = token_key_id(token)
+        if key_id == self._keys.masking_primary:
+            return token, None
+        key = (field, token)
+        if key not in self._cache:
+            try:
+                plaintext = self._keys.masker.reveal(field, token, vault.get)
+                self._cache[key] = self._keys.masker.mask(field, plaintext)
+            except RevealError:
+                self._cache[key] = None
+        masked = self._cache[key]
+        if masked is None:
+            self._stats.unreadable += 1
+            return token, None
+        self._stats.values += 1
+        entry = masked.vault
+        return masked.token, (entry.token, entry.field, entry.ciphertext) if entry else None
+
+
+def _user_logins_pass(
+    store: RekeyStore,
+    keys: KeyRing,
+    stats: RekeyStats,
+    batch_pages: int,
+    progress: Callable[[RekeyStats], None],
+) -> None:
+    remasker = _Remasker(keys, store, stats)
+    conn, first = store.conn, 0
+    # The table may grow while we walk it (run inserts, our updates add row versions): walk on
+    # until the end is reached.
+    while first < (end := store.pages()):
+        for start in range(first, end, batch_pages):
+            with conn.transaction():
+                rows = store.stale_rows(start, start + batch_pages, keys.masking_primary)
+                changed, entries = remasker.rows(rows)
+                if changed:
+                    store.update_rows(changed, entries)
+            stats.rows += len(changed)
+            progress(stats)
+        first = end
+
+
+def _bodies(store: RekeyStore, keys: KeyRing, stats: RekeyStats, batch: int) -> None:
+    after = ""
+    while True:
+        with store.conn.transaction():
+            bodies = store.stale_bodies(after, keys.quarantine_primary, batch)
+            resealed = []
+            for message_id, body in bodies:
+                try:
+                    plain = keys.sealer.open(message_id, body)
+                except RevealError:
+                    stats.unreadable += 1
+                    continue
+                resealed.append((message_id, keys.sealer.seal(message_id, plain)))
+            if resealed:
+                store.update_bodies(resealed)
+        stats.bodies += len(resealed)
+        if len(bodies) < batch:
+            return
+        after = bodies[-1][0]
+
+
+def rekey(
+    conn: psycopg.Connection[tuple[object, ...]],
+    keys: KeyRing,
+    *,
+    batch_pages: int = BATCH_PAGES,
+    body_batch: int = BODY_BATCH,
+    max_passes: int = MAX_PASSES,
+    progress: Callable[[RekeyStats], None] = lambda _: None,
+) -> RekeyStats:
+    """Rewrite every stored value under an old key; `remaining` > 0 at the end means a
+    worker still writes with an old key file (restart it with the rotated one, rerun).
+
+    Switches `conn` to autocommit: each batch must be its own short transaction."""
+    conn.autocommit = True
+    store = RekeyStore(conn)
+    stats = RekeyStats()
+    while True:
+        stats.passes += 1
+        stats.unreadable = 0  # the same unreadable values are met again on every pass
+        done_before = stats.values + stats.bodies
+        _user_logins_pass(store, keys, stats, batch_pages, progress)
+        with conn.transaction():
+            stats.vault_dropped += store.drop_unused_vault(keys.masking_primary)
+        _bodies(store, keys, stats, body_batch)
+        with conn.transaction():
+            stats.remaining = stale(key_usage(conn), keys)
+        progress(stats)
+        progressed = stats.values + stats.bodies > done_before
+        if stats.remaining <= stats.unreadable or not progressed or stats.passes >= max_passes:
+            return stats
+        log.warning(
+            "%d values were written under an old key during the pass; passing again",
+            stats.remaining,
+        )
