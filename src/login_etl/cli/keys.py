@@ -1,10 +1,11 @@
-"""`login-etl keys create` and `login-etl reveal`."""
+"""`login-etl keys create|wrap|list|rotate|check|disable|enable` and `login-etl reveal`."""
 
 from __future__ import annotations
 
 import json
 import sys
 from contextlib import ExitStack
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -107,6 +108,31 @@ def keys_rotate(
         out.print(f"{name}: new primary key {handle.keyset_info().primary_key_id}")
     out.print(
         "Next: restart the workers with this key file, then run `login-etl rekey`.", markup=False
+    )
+
+
+@keys_app.command("wrap")
+def keys_wrap(
+    kms_key_uri: Annotated[
+        str,
+        typer.Option(help="The AWS KMS key to wrap the keysets with (aws-kms://arn:aws:kms:...)."),
+    ],
+    keyset_file: options.KeysetFile = None,
+) -> None:
+    """Wrap an existing cleartext key file with a KMS key, in place, keeping every key.
+
+    (A new key file would change every token; wrapping changes only how the file is stored.)
+    """
+    settings = load_settings(keyset_file=keyset_file, kms_key_uri=kms_key_uri)
+    path = settings.require_keyset_file()
+    key_file = read_key_file(path)
+    if key_file.kms_key_uri is not None:
+        raise LoginEtlError(f"{path} is already wrapped by {key_file.kms_key_uri}")
+    write_key_file(path, replace(key_file, kms_key_uri=settings.kms_key_uri), overwrite=True)
+    out.print(
+        f"{path} is now wrapped by {settings.kms_key_uri}. Copies of the cleartext file "
+        "(backups, old Secrets) still hold the keys: destroy them.",
+        markup=False,
     )
 
 
