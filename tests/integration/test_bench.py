@@ -39,4 +39,7 @@ def test_stages_only_needs_no_queue(admin_url: str) -> None:
     )
     assert report.transform_rate > 0
     assert all(rate > 0 for rate in report.load_rates.values())
+    # Every loaded row has two values to re-encrypt; the 3% rejected have a body each.
+    assert report.rekey_rate > 0
+    assert report.rekeyed_values == 194 * 2 + 6
     assert not any("raw" in line for line in report.lines())

@@ -25,7 +25,7 @@ from login_etl.bench import cpu, queues, stages
 from login_etl.core.model import Message
 from login_etl.core.transform import Transformer
 from login_etl.demo.data import generate_bodies
-from login_etl.keys import create_key_file, load_key_file
+from login_etl.keys import create_key_file, load_key_file, read_key_file
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class BenchReport:
     cpu_split: dict[str, float] = field(default_factory=dict)
     transform_rate: float = 0.0
     load_rates: dict[int, float] = field(default_factory=dict)
+    rekey_rate: float = 0.0
+    rekeyed_values: int = 0
     profile_top: list[str] = field(default_factory=list)
 
     @property
@@ -91,6 +93,10 @@ class BenchReport:
             f"load (COPY + ledger + insert), batches of {b:,}: {r:,.0f} rows/s"
             for b, r in self.load_rates.items()
         ]
+        out.append(
+            f"rekey after a rotation: {self.rekey_rate:,.0f} rows/s "
+            f"({self.rekeyed_values:,} values and bodies re-encrypted)"
+        )
         if o.stages_only:
             return out
         per_1000 = self.worker_cpu_s / o.messages * 1000
@@ -244,6 +250,8 @@ def run_bench(options: BenchOptions) -> BenchReport:
             with connect(database_url) as conn:
                 _truncate(conn)
             report.load_rates[batch] = stages.load_rate(database_url, outcomes, batch)
+        report.rekey_rate, rekeyed = stages.rekey_rate(database_url, read_key_file(keyset))
+        report.rekeyed_values = rekeyed.values + rekeyed.bodies
         if options.stages_only:
             return report
         threads = options.pollers * options.processes

@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from login_etl.adapters.postgres import PostgresSink
+from login_etl.adapters.postgres import PostgresSink, connect
 from login_etl.core.model import Message, Outcome
 from login_etl.core.transform import Transformer
+from login_etl.keys import KeyFile
+from login_etl.keys.keyfile import TEMPLATES
+from login_etl.keys.rotation import rotated
+from login_etl.rekey import RekeyStats, rekey
 
 
 def transform_rate(transform: Transformer, messages: Sequence[Message], rounds: int = 3) -> float:
@@ -32,3 +36,15 @@ def load_rate(database_url: str, outcomes: Sequence[Outcome], batch_size: int) -
         return len(outcomes) / (time.perf_counter() - started)
     finally:
         sink.close()
+
+
+def rekey_rate(database_url: str, key_file: KeyFile) -> tuple[float, RekeyStats]:
+    """Rows per second that `rekey` rewrites after a rotation of both keysets, over what the
+    load stage left in the database."""
+    ring = key_file.with_keysets(
+        **{name: rotated(handle, TEMPLATES[name]) for name, handle in key_file.keysets.items()}
+    ).ring()
+    with connect(database_url) as conn:
+        started = time.perf_counter()
+        stats = rekey(conn, ring)
+        return stats.rows / (time.perf_counter() - started), stats
