@@ -17,6 +17,7 @@ import itertools
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -175,7 +176,13 @@ class Pipeline:
             return self._transform(message)
         except Exception as err:
             # A bug must not lose the message or block the queue: quarantine it, replayable.
-            log.exception("transform of message %s failed", message.message_id)
+            # The frames only: the exception's text may quote the input, which may be PII.
+            log.error(
+                "transform of message %s failed (%s)\n%s",
+                message.message_id,
+                type(err).__name__,
+                "".join(traceback.format_tb(err.__traceback__)),
+            )
             return self._transform.reject(
                 message, f"internal: transform failed ({type(err).__name__})"
             )

@@ -46,7 +46,7 @@ class RekeyStats:
     values: int = 0  # masked values re-encrypted (a row has up to two)
     bodies: int = 0  # rejected bodies re-encrypted
     unreadable: int = 0  # values no enabled key decrypts: left as they are, and counted
-    vault_dropped: int = 0  # old ciphertexts of over-long values no row points to any more
+    vault_retired: int = 0  # old-key vault entries re-encrypted and marked retired
     passes: int = 0
     remaining: int = 0  # values still under an old key at the end, unreadable ones included
 
@@ -84,13 +84,14 @@ class _Remasker:
         return changed, entries
 
     def _value(
-        self, field: Field, token: str | None, vault: dict[str, bytes]
+        self, field: Field, token: str | None, vault: dict[str, tuple[bytes, bool]]
     ) -> tuple[str | None, tuple[str, str, bytes] | None]:
         if token is None:
             return None, None
         if token.startswith(VAULT_PREFIX):
-            ciphertext = vault.get(token)
-            key_id = key_id_of(ciphertext) if ciphertext is not None else None
+            ciphertext, retired = vault.get(token, (b"", False))
+            # A retired entry's token came from an old key, even though its ciphertext is new.
+            key_id = None if retired else key_id_of(ciphertext)
         else:
             key_id = token_key_id(token)
         if key_id == self._keys.masking_primary:
@@ -98,7 +99,9 @@ class _Remasker:
         key = (field, token)
         if key not in self._cache:
             try:
-                plaintext = self._keys.masker.reveal(field, token, vault.get)
+                plaintext = self._keys.masker.reveal(
+                    field, token, lambda t: vault[t][0] if t in vault else None
+                )
                 self._cache[key] = self._keys.masker.mask(field, plaintext)
             except RevealError:
                 self._cache[key] = None
@@ -132,6 +135,28 @@ def _user_logins_pass(
             stats.rows += len(changed)
             progress(stats)
         first = end
+
+
+def _vault(store: RekeyStore, keys: KeyRing, stats: RekeyStats, batch: int) -> None:
+    """Old-key vault entries: rows no longer point at them, except those a stale worker wrote;
+    re-encrypted rather than deleted, so that such a row stays revealable (and, retired, gets
+    rekeyed on the next pass) instead of pointing at nothing."""
+    after = ""
+    while True:
+        with store.conn.transaction():
+            entries = store.stale_vault(after, keys.masking_primary, batch)
+            fresh = []
+            for token, field, ciphertext in entries:
+                try:
+                    fresh.append((token, keys.masker.reencrypt(field, ciphertext)))  # type: ignore[arg-type]
+                except RevealError:
+                    stats.unreadable += 1
+            if fresh:
+                store.retire_vault(fresh)
+        stats.vault_retired += len(fresh)
+        if len(entries) < batch:
+            return
+        after = entries[-1][0]
 
 
 def _bodies(store: RekeyStore, keys: KeyRing, stats: RekeyStats, batch: int) -> None:
@@ -176,8 +201,7 @@ def rekey(
         stats.unreadable = 0  # the same unreadable values are met again on every pass
         done_before = stats.values + stats.bodies
         _user_logins_pass(store, keys, stats, batch_pages, progress)
-        with conn.transaction():
-            stats.vault_dropped += store.drop_unused_vault(keys.masking_primary)
+        _vault(store, keys, stats, body_batch)
         _bodies(store, keys, stats, body_batch)
         with conn.transaction():
             stats.remaining = stale(key_usage(conn), keys)

@@ -17,7 +17,7 @@ import pytest
 from login_etl.adapters.postgres import vault_lookup
 from login_etl.adapters.postgres.keyuse import key_usage
 from login_etl.config import Settings
-from login_etl.keys import KeyRing, load_key_file, read_key_file, write_key_file
+from login_etl.keys import KeyRing, create_key_file, load_key_file, read_key_file, write_key_file
 from login_etl.keys.keyfile import TEMPLATES
 from login_etl.keys.rotation import DISABLED, describe, rotated, with_status
 from login_etl.rekey import RekeyStats, rekey, stale
@@ -26,6 +26,14 @@ from tests.integration.conftest import count, start_worker
 
 LONG_DEVICE = "é" * 200  # 400 UTF-8 bytes: too long for an inline token, so a vault token
 IPS = ["10.0.0.1", "10.0.0.2", "2001:db8::1", "192.168.7.7"]
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    """A key file of the test's own (not the session's): these tests rotate or rewrap it."""
+    path = tmp_path / "keys.json"
+    create_key_file(path)
+    return path
 
 
 def bodies(n: int, tag: str) -> list[str]:
@@ -117,7 +125,7 @@ def test_rotate_then_rekey_puts_everything_under_the_new_primary_and_duplicates_
 
     stats = rekey(db, keys, batch_pages=1)
     assert (stats.rows, stats.values, stats.bodies, stats.remaining) == (60, 120, 1, 0)
-    assert stats.vault_dropped == 1  # the old ciphertext of the long device id
+    assert stats.vault_retired == 1  # the old ciphertext of the long device id
     assert count(db, "user_logins") == 100
     assert_all_under_primary(db, key_file)
     assert old_masking not in {u.key_id for u in key_usage(db)}
@@ -147,7 +155,7 @@ def test_rekey_resumes_after_an_interruption(
     assert 0 < left < total  # the batches committed before the interruption stay done
 
     rest = rekey(db, keys, batch_pages=1)
-    assert rest.values + rest.bodies + rest.vault_dropped == left
+    assert rest.values + rest.bodies + rest.vault_retired == left
     assert rest.remaining == 0
     assert_all_under_primary(db, key_file)
 
@@ -211,3 +219,32 @@ def test_old_keys_can_be_disabled_only_once_nothing_needs_them(
     keys = load_key_file(key_file)
     assert {keys.masker.reveal("ip", ip) for ip, _ in stored(db)} == set(IPS)
     assert cli("keys", "enable", *old).returncode == 0
+
+
+def test_rows_from_a_worker_still_on_the_old_key_file_are_caught_and_rekeyed(
+    make_settings: Callable[..., Settings],
+    send: Callable[[list[str]], int],
+    db: psycopg.Connection[tuple[Any, ...]],
+    key_file: Path,
+    tmp_path: Path,
+) -> None:
+    stale_copy = tmp_path / "old-keys.json"
+    stale_copy.write_bytes(key_file.read_bytes())
+    load(make_settings, send, 30, "a")
+    rotate(key_file)
+    keys = load_key_file(key_file)
+    assert rekey(db, keys).remaining == 0
+
+    # A worker nobody restarted writes with the old key, reusing the long value's old vault
+    # token, whose entry rekey retired (re-encrypted), not deleted.
+    send(bodies(15, "late"))
+    with open_pipeline(make_settings(keyset_file=stale_copy)) as pipeline:
+        pipeline.run(until_empty=True)
+    late = stale(key_usage(db), keys)
+    assert late == 15 * 2 + 1
+    vault = vault_lookup(db)
+    assert LONG_DEVICE in {keys.masker.reveal("device_id", d, vault) for _, d in stored(db)}
+
+    again = rekey(db, keys)
+    assert (again.values, again.remaining) == (30, 0)
+    assert_all_under_primary(db, key_file)

@@ -26,16 +26,14 @@ from login_etl.errors import KeyFileError, KmsUnavailable
 _CONFIG = botocore.config.Config(
     connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
 )
-# KMS's answers that mean "this key will not do it": no retry will help.
-_REFUSALS = (
-    "AccessDeniedException",
-    "DisabledException",
-    "IncorrectKeyException",
-    "InvalidCiphertextException",
-    "InvalidKeyUsageException",
-    "KMSInvalidStateException",
-    "NotFoundException",
-    "UnrecognizedClientException",
+# KMS's answers worth retrying; any other 4xx means "this key will not do it" (wrong or disabled
+# key, missing permission, bad request) and no retry will help.
+_TRANSIENT = (
+    "DependencyTimeoutException",
+    "KMSInternalException",
+    "KeyUnavailableException",
+    "LimitExceededException",
+    "ThrottlingException",
 )
 
 
@@ -96,7 +94,8 @@ class _TranslatedAead(aead.Aead):  # type: ignore[misc]  # tink ships no type hi
         cause = err.args[0] if err.args else None
         if isinstance(cause, botocore.exceptions.ClientError):
             code = cause.response.get("Error", {}).get("Code", "")
-            if code in _REFUSALS or code.endswith("NotFoundException"):
+            status = int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500))
+            if code not in _TRANSIENT and 400 <= status < 500:
                 return KeyFileError(
                     f"KMS key {self._key_uri} refused to unwrap or wrap the keyset ({code}): "
                     "wrong key, key disabled, or no kms:Decrypt/kms:Encrypt permission"

@@ -151,7 +151,9 @@ def keys_check(
     for use in usage:
         note = ""
         if use.key_id is None:
-            note = "no recognisable key"
+            note = "no recognisable key (not a token, or its vault entry is missing)"
+        elif use.key_id == -1:
+            note = "token of a retired vault entry: run login-etl rekey"
         elif use.key_id != primary[use.keyset]:
             note = "needs an old key: run login-etl rekey"
         table.add_row(use.keyset, use.place, str(use.key_id or "-"), str(use.values), note)

@@ -44,7 +44,7 @@ def rekey_command(
     out.print(
         f"Rekeyed {stats.values:,} masked values in {stats.rows:,} rows and {stats.bodies:,} "
         f"rejected bodies ({stats.passes} pass{'es' if stats.passes > 1 else ''}); "
-        f"dropped {stats.vault_dropped:,} unused old vault ciphertexts.",
+        f"retired {stats.vault_retired:,} old vault entries.",
         markup=False,
     )
     if stats.unreadable:

@@ -127,6 +127,17 @@ class TinkMasker:
             ) from err
         return plaintext.decode("utf-8")
 
+    def reencrypt(self, field: Field, ciphertext: bytes) -> bytes:
+        """The same plaintext encrypted under the primary key (for rekeying vault entries)."""
+        try:
+            plaintext: bytes = self._primitive.decrypt_deterministically(
+                ciphertext, field.encode("ascii")
+            )
+        except tink.TinkError as err:
+            raise RevealError(f"a stored {field} does not decrypt with this key file") from err
+        fresh: bytes = self._primitive.encrypt_deterministically(plaintext, field.encode("ascii"))
+        return fresh
+
 
 class TinkSealer:
     """Sealer (and opener) over a Tink AEAD primitive."""

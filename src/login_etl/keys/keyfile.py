@@ -4,10 +4,12 @@ One JSON file, mode 0600, holding two Tink keysets: `masking` (AES256-SIV determ
 `ip` and `device_id`) and `quarantine` (AES256-GCM AEAD for rejected bodies). Keysets rather than
 raw keys, so that rotation adds a key instead of replacing one (see keys.rotation).
 
-With a KMS key (`kms_key_uri`), each keyset is stored as Tink's encrypted keyset: wrapped by that
-key-encryption key, bound to its name as associated data, so the file alone reveals nothing and
-a keyset cannot be moved into the other's slot. Unwrapping is one KMS Decrypt per keyset at
-start-up; the plaintext keysets then live in this process's memory only.
+With a KMS key (`kms_key_uri`), each keyset is stored as Tink's encrypted keyset, encrypted by
+Tink's KMS envelope AEAD: a fresh AES256-GCM data key per write, itself wrapped by the KMS key,
+and the keyset's name as associated data. So the file alone reveals nothing, a keyset cannot be
+moved into the other's slot, and a keyset that has grown by many rotations still fits (KMS
+encrypts at most 4 KiB itself). Unwrapping is one KMS Decrypt per keyset at start-up; the
+plaintext keysets then live in this process's memory only.
 
 Nothing here puts key material in an exception message or a log line.
 """
@@ -106,11 +108,16 @@ def _default_kms(key_uri: str) -> aead.Aead:
     return kms_aead(key_uri)
 
 
+def _kek(kms: Kms | None, key_uri: str) -> aead.Aead:
+    """The keyset-encryption AEAD: envelope encryption under the KMS key."""
+    return aead.KmsEnvelopeAead(aead.aead_key_templates.AES256_GCM, (kms or _default_kms)(key_uri))
+
+
 def _serialize(key_file: KeyFile, kms: Kms | None) -> str:
     keysets: dict[str, Any] = {}
     kek = None
     if key_file.kms_key_uri is not None:
-        kek = (kms or _default_kms)(key_file.kms_key_uri)
+        kek = _kek(kms, key_file.kms_key_uri)
     for name, handle in key_file.keysets.items():
         if kek is None:
             text = keyset_json.serialize(handle, secret_key_access.TOKEN)
@@ -199,7 +206,10 @@ def _handle(path: Path, document: dict[str, Any], name: str, kek: aead.Aead | No
         return keyset_json.parse_encrypted(json.dumps(keyset), kek, _context(name))
     except (tink.TinkError, ValueError, TypeError):
         # `from None`: the parser's message may quote the keyset.
-        raise KeyFileError(f"key file {path}: the {name!r} keyset is malformed") from None
+        problem = "does not unwrap (altered, or moved from another slot)" if wrapped else ""
+        raise KeyFileError(
+            f"key file {path}: the {name!r} keyset {problem or 'is malformed'}"
+        ) from None
 
 
 def read_key_file(
@@ -223,7 +233,7 @@ def read_key_file(
             + (f"wrapped by another KMS key ({kms_key_uri})" if kms_key_uri else "not KMS-wrapped")
             + f"; LOGIN_ETL_KMS_KEY_URI requires {required_kms_key_uri}"
         )
-    kek = (kms or _default_kms)(kms_key_uri) if kms_key_uri else None
+    kek = _kek(kms, kms_key_uri) if kms_key_uri else None
     return KeyFile(
         keysets={name: _handle(path, document, name, kek) for name in TEMPLATES},
         kms_key_uri=kms_key_uri,

@@ -37,17 +37,11 @@ INSERT INTO login_etl.masked_values (token, field, ciphertext) VALUES (%s, %s, %
 ON CONFLICT (token) DO NOTHING
 """
 
-# Ciphertexts under old keys that no row points to any more (rekey gave their rows new tokens).
-# One scan of user_logins and a hash anti-join, however many vault entries there are.
-_DROP_UNUSED_VAULT = """
-WITH used AS (
-    SELECT masked_device_id AS token FROM public.user_logins WHERE left(masked_device_id, 1) = '~'
-    UNION
-    SELECT masked_ip FROM public.user_logins WHERE left(masked_ip, 1) = '~'
-)
-DELETE FROM login_etl.masked_values m
-WHERE login_etl.tink_key_id(m.ciphertext) IS DISTINCT FROM %(primary)s
-  AND NOT EXISTS (SELECT FROM used WHERE used.token = m.token)
+_STALE_VAULT = """
+SELECT token, field, ciphertext FROM login_etl.masked_values
+WHERE token > %(after)s AND login_etl.tink_key_id(ciphertext) <> %(primary)s
+ORDER BY token LIMIT %(limit)s
+FOR UPDATE
 """
 
 _STALE_BODIES = """
@@ -82,13 +76,15 @@ class RekeyStore:
         with translated("read rows to rekey"):
             return cast("list[Row]", self.conn.execute(_STALE_ROWS, params).fetchall())
 
-    def vault(self, tokens: Iterable[str]) -> dict[str, bytes]:
+    def vault(self, tokens: Iterable[str]) -> dict[str, tuple[bytes, bool]]:
+        """Vault token → (ciphertext, retired)."""
         with translated("read masked values"):
             rows = self.conn.execute(
-                "SELECT token, ciphertext FROM login_etl.masked_values WHERE token = ANY(%s)",
+                "SELECT token, ciphertext, retired FROM login_etl.masked_values"
+                " WHERE token = ANY(%s)",
                 (list(tokens),),
             ).fetchall()
-        return {str(t): bytes(cast("bytes", c)) for t, c in rows}
+        return {str(t): (bytes(cast("bytes", c)), bool(r)) for t, c, r in rows}
 
     def update_rows(self, rows: Sequence[Row], vault: Sequence[tuple[str, str, bytes]]) -> None:
         with translated("rekey rows"), self.conn.cursor() as cur:
@@ -99,9 +95,20 @@ class RekeyStore:
                 ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
             )
 
-    def drop_unused_vault(self, primary: int) -> int:
-        with translated("drop unused masked values"):
-            return self.conn.execute(_DROP_UNUSED_VAULT, {"primary": primary}).rowcount
+    def stale_vault(self, after: str, primary: int, limit: int) -> list[tuple[str, str, bytes]]:
+        params = {"after": after, "primary": primary, "limit": limit}
+        with translated("read vault entries to rekey"):
+            rows = self.conn.execute(_STALE_VAULT, params).fetchall()
+        return [(str(t), str(f), bytes(cast("bytes", c))) for t, f, c in rows]
+
+    def retire_vault(self, entries: Sequence[tuple[str, bytes]]) -> None:
+        with translated("retire vault entries"):
+            self.conn.execute(
+                "UPDATE login_etl.masked_values m SET ciphertext = v.ciphertext, retired = true"
+                " FROM unnest(%s::text[], %s::bytea[]) AS v(token, ciphertext)"
+                " WHERE m.token = v.token",
+                ([t for t, _ in entries], [c for _, c in entries]),
+            )
 
     def stale_bodies(self, after: str, primary: int, limit: int) -> list[tuple[str, bytes]]:
         params = {"after": after, "primary": primary, "limit": limit}

@@ -19,12 +19,18 @@ CREATE OR REPLACE FUNCTION login_etl.token_key_id(token text) RETURNS bigint
         END
     $$;
 
--- A stored masked value of either kind: a vault token ("~…") needs the key of its ciphertext.
+-- A vault entry whose token was made under an old key: rekey re-encrypts its ciphertext under
+-- the primary (so it never needs the old key, and a row a stale worker still points at it with
+-- stays revealable) and marks it retired, so that rows still holding its token are rekeyed too.
+ALTER TABLE login_etl.masked_values ADD COLUMN IF NOT EXISTS retired boolean NOT NULL DEFAULT false;
+
+-- A stored masked value of either kind: a vault token ("~…") needs the key of its ciphertext;
+-- -1 for a retired one (its token is from an old key: the row needs rekeying).
 CREATE OR REPLACE FUNCTION login_etl.masked_key_id(token text) RETURNS bigint
     LANGUAGE sql STABLE STRICT PARALLEL SAFE
     AS $$
         SELECT CASE WHEN left(token, 1) = '~' THEN
-            (SELECT login_etl.tink_key_id(v.ciphertext) FROM login_etl.masked_values v
-             WHERE v.token = masked_key_id.token)
+            (SELECT CASE WHEN v.retired THEN -1 ELSE login_etl.tink_key_id(v.ciphertext) END
+             FROM login_etl.masked_values v WHERE v.token = masked_key_id.token)
         ELSE login_etl.token_key_id(token) END
     $$;
