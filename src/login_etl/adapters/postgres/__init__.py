@@ -1,5 +1,7 @@
-"""PostgreSQL adapter: schema migrations, the batch sink, quarantine and vault reads."""
+"""PostgreSQL adapter: schema migrations, the batch sink, quarantine and vault reads, and the
+audit trail of recoveries."""
 
+from login_etl.adapters.postgres.audit import AuditLog, AuditRecord
 from login_etl.adapters.postgres.connection import connect
 from login_etl.adapters.postgres.quarantine import QuarantineEntry, QuarantineStore
 from login_etl.adapters.postgres.schema import SCHEMA_VERSION, migrate
@@ -8,6 +10,8 @@ from login_etl.adapters.postgres.vault import vault_lookup
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AuditLog",
+    "AuditRecord",
     "PostgresSink",
     "QuarantineEntry",
     "QuarantineStore",
