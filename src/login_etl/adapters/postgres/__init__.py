@@ -1,9 +1,10 @@
-"""PostgreSQL adapter: schema migrations, the batch sink, quarantine and vault reads, and the
-audit trail of recoveries."""
+"""PostgreSQL adapter: schema migrations and roles, the batch sink, quarantine and vault reads,
+and the audit trail of recoveries."""
 
 from login_etl.adapters.postgres.audit import AuditLog, AuditRecord
 from login_etl.adapters.postgres.connection import connect
 from login_etl.adapters.postgres.quarantine import QuarantineEntry, QuarantineStore
+from login_etl.adapters.postgres.roles import Roles
 from login_etl.adapters.postgres.schema import SCHEMA_VERSION, migrate
 from login_etl.adapters.postgres.sink import PostgresSink
 from login_etl.adapters.postgres.vault import vault_lookup
@@ -15,6 +16,7 @@ __all__ = [
     "PostgresSink",
     "QuarantineEntry",
     "QuarantineStore",
+    "Roles",
     "connect",
     "migrate",
     "vault_lookup",
