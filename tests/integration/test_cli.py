@@ -160,6 +160,7 @@ def test_usage_errors_exit_2_without_a_traceback(
         ["reveal", "x"],
         ["reveal", "--field", "ip", "x"],
         ["quarantine", "show", "x"],
+        ["quarantine", "replay"],
         ["nonsense"],
     ):
         result = cli(*args)
