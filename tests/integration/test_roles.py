@@ -186,7 +186,7 @@ def test_a_schema_behind_tells_the_service_to_have_the_owner_migrate(
     result = cli("run", "--until-empty", LOGIN_ETL_DATABASE_URL=service)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
-    assert "may not migrate it from version 1 to 2" in result.stderr
+    assert "may not migrate the schema from version 1 to 2" in result.stderr
     assert "run `login-etl migrate` as the schema owner" in result.stderr
 
     # A user with no role at all, on a database never migrated: the same advice.

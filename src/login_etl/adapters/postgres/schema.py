@@ -102,7 +102,7 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], roles: Roles | None = 
         task = (
             "create the roles and grant them"
             if roles
-            else f"migrate it from version {current} to {SCHEMA_VERSION}"
+            else f"migrate the schema from version {current} to {SCHEMA_VERSION}"
         )
         raise SinkError(
             f"database user {conn.info.user} may not {task} ({first_line(err)}): "
@@ -119,7 +119,7 @@ def _apply(conn: psycopg.Connection[tuple[object, ...]], roles: Roles | None) ->
     # to do (nor any privilege to need).
     current = _version(conn)
     _refuse_newer(current)
-    if current < SCHEMA_VERSION or roles is not None:
+    if current < SCHEMA_VERSION:
         conn.execute("CREATE SCHEMA IF NOT EXISTS login_etl")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS login_etl.schema_version ("
