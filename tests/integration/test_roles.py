@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from psycopg import errors as pgerrors
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from login_etl.adapters.postgres import Roles, connect, migrate
 from login_etl.demo.data import generate_bodies
@@ -257,3 +258,36 @@ def test_create_roles_refuses_roles_that_would_separate_nothing(
         Roles(analyst="same", service="same")
     with pytest.raises(ConfigError, match="reserved"):
         Roles(analyst="pg_read_all_data")
+
+
+def test_a_schema_owner_that_is_no_superuser_can_create_the_roles(
+    database_url: str, roles: Roles, make_user: MakeUser
+) -> None:
+    owner_url = make_user(None)
+    owner_name = str(conninfo_to_dict(owner_url)["user"])
+    database = str(conninfo_to_dict(database_url)["dbname"])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        superuser = conn.info.user
+        conn.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(owner_name)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(database), sql.Identifier(owner_name)
+            )
+        )
+    try:
+        with connect(owner_url) as conn:
+            assert migrate(conn, roles) == [1, 2]
+            assert migrate(conn, roles) == []
+        analyst = make_user(roles.analyst)
+        with psycopg.connect(analyst) as conn:
+            assert conn.execute("SELECT count(*) FROM user_logins").fetchone() == (0,)
+        assert denied(analyst, "SELECT * FROM login_etl.reveal_audit")
+        with connect(make_user(roles.service)) as conn:
+            assert migrate(conn) == []
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    sql.Identifier(database), sql.Identifier(superuser)
+                )
+            )
