@@ -15,7 +15,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from login_etl.adapters.postgres import Roles, connect, migrate
+from login_etl.adapters.postgres import SCHEMA_VERSION, Roles, connect, migrate
 from login_etl.demo.data import generate_bodies
 from login_etl.errors import ConfigError
 from tests.conftest import body
@@ -99,13 +99,13 @@ def test_migrate_create_roles_twice_with_the_default_names(cli: Cli, database_ur
     try:
         first = cli("migrate", "--create-roles")
         assert first.returncode == 0, first.stderr
-        assert "Applied migrations 1, 2; schema at version 2." in first.stdout
+        assert f"schema at version {SCHEMA_VERSION}." in first.stdout
         assert "Roles login_etl_analyst (analysts) and login_etl_service (the worker)" in (
             first.stdout
         )
         second = cli("migrate", "--create-roles")
         assert second.returncode == 0, second.stderr
-        assert "Schema is up to date (version 2)." in second.stdout
+        assert f"Schema is up to date (version {SCHEMA_VERSION})." in second.stdout
         with psycopg.connect(database_url) as conn:
             found = conn.execute(
                 "SELECT rolname, rolcanlogin FROM pg_roles"
@@ -183,11 +183,14 @@ def test_a_schema_behind_tells_the_service_to_have_the_owner_migrate(
     cli: Cli, owner: DB, roles: Roles, make_user: MakeUser
 ) -> None:
     service = make_user(roles.service)
-    owner.execute("DELETE FROM login_etl.schema_version WHERE version = 2")  # an older schema
+    owner.execute(  # an older schema
+        "DELETE FROM login_etl.schema_version WHERE version = %s", (SCHEMA_VERSION,)
+    )
     result = cli("run", "--until-empty", LOGIN_ETL_DATABASE_URL=service)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
-    assert "may not migrate the schema from version 1 to 2" in result.stderr
+    behind = f"may not migrate the schema from version {SCHEMA_VERSION - 1} to {SCHEMA_VERSION}"
+    assert behind in result.stderr
     assert "run `login-etl migrate` as the schema owner" in result.stderr
 
     # A user with no role at all, on a database never migrated: the same advice.
@@ -276,7 +279,7 @@ def test_a_schema_owner_that_is_no_superuser_can_create_the_roles(
         )
     try:
         with connect(owner_url) as conn:
-            assert migrate(conn, roles) == [1, 2]
+            assert migrate(conn, roles) == list(range(1, SCHEMA_VERSION + 1))
             assert migrate(conn, roles) == []
         analyst = make_user(roles.analyst)
         with psycopg.connect(analyst) as conn:
