@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from login_etl.adapters.postgres import PostgresSink, connect, migrate
+from login_etl.adapters.postgres import PostgresSink, Roles, connect, migrate
 from login_etl.adapters.sqs import SqsSource
 from login_etl.config import Settings
 from login_etl.core.transform import Transformer
@@ -21,10 +21,11 @@ from login_etl.pipeline import Pipeline, RunStats
 from login_etl.retry import until_stopped
 
 
-def migrate_database(url: str) -> list[int]:
-    """Apply pending migrations once; errors propagate (for `login-etl migrate`)."""
+def migrate_database(url: str, roles: Roles | None = None) -> list[int]:
+    """Apply pending migrations once (and, with `roles`, create and grant the group roles);
+    errors propagate (for `login-etl migrate`)."""
     with connect(url) as conn:
-        return migrate(conn)
+        return migrate(conn, roles)
 
 
 def migrate_when_reachable(url: str, stop: threading.Event) -> None:

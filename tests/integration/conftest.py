@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import boto3
 import psycopg
@@ -48,6 +48,13 @@ def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + name))
+
+
+def as_user(url: str, user: str, password: str) -> str:
+    """The same database URL, for another user (a URL still: the CLI accepts only URLs)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{quote(user)}:{quote(password)}@{host}"))
 
 
 @pytest.fixture

@@ -45,13 +45,13 @@ def test_run_until_empty_then_reveal_and_quarantine(
             "SELECT message_id FROM login_etl.rejected_messages LIMIT 1"
         ).fetchone() or [None]
 
-    revealed = cli("reveal", "--field", "ip", *tokens)
+    revealed = cli("reveal", "--field", "ip", "--reason", "test", *tokens)
     assert revealed.returncode == 0, revealed.stderr
     ips = revealed.stdout.split()
     assert len(ips) == 3
     assert all(f'"ip": "{ip}"' in "".join(bodies) for ip in ips)
 
-    from_stdin = cli("reveal", "--field", "ip", stdin="\n".join(tokens) + "\n")
+    from_stdin = cli("reveal", "--field", "ip", "--reason", "test", stdin="\n".join(tokens) + "\n")
     assert from_stdin.stdout.split() == ips
 
     listed = cli("quarantine", "list")
@@ -59,15 +59,25 @@ def test_run_until_empty_then_reveal_and_quarantine(
     assert "2 rejected messages" in listed.stdout
     assert "user_id: required" in listed.stdout
 
-    shown = cli("quarantine", "show", str(message_id))
+    shown = cli("quarantine", "show", str(message_id), "--reason", "test")
     assert shown.returncode == 0, shown.stderr
     assert '"foo": "oops_wrong_msg_type"' in shown.stdout
+    with psycopg.connect(database_url) as conn:
+        assert count(conn, "login_etl.reveal_audit") == 3, "two reveals and one show, audited"
 
 
 def test_reveal_of_a_value_that_is_not_a_token_is_a_clear_error(
     cli: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
-    result = cli("reveal", "--field", "device_id", "not-a-token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+    result = cli(
+        "reveal",
+        "--field",
+        "device_id",
+        "--reason",
+        "test",
+        "not-a-token",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    )
     assert result.returncode == 1
     assert result.stdout == ""
     assert "value 1: does not decrypt as a device_id" in result.stderr
@@ -148,7 +158,15 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(
 def test_usage_errors_exit_2_without_a_traceback(
     cli: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
-    for args in (["run", "--bogus"], ["keys", "create"], ["reveal", "x"], ["nonsense"]):
+    for args in (
+        ["run", "--bogus"],
+        ["keys", "create"],
+        ["reveal", "x"],
+        ["reveal", "--field", "ip", "x"],
+        ["quarantine", "show", "x"],
+        ["quarantine", "replay"],
+        ["nonsense"],
+    ):
         result = cli(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr
@@ -194,20 +212,22 @@ def test_a_database_that_refuses_us_stops_the_worker_at_once(
 
 
 def test_reveal_prints_plaintexts_exactly(
-    cli: Callable[..., subprocess.CompletedProcess[str]], key_file: Path
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+    key_file: Path,
+    db: psycopg.Connection[tuple[Any, ...]],
 ) -> None:
     from login_etl.keys import load_key_file
 
     masker = load_key_file(key_file).masker
     values = ["dev:thumbs_up:42", "a\tb", "[bold]x[/bold]", "é" * 256]
     tokens = [masker.mask("device_id", v).token for v in values[:3]]
-    result = cli("reveal", "--field", "device_id", *tokens)
+    result = cli("reveal", "--field", "device_id", "--reason", "test", *tokens)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "".join(v + "\n" for v in values[:3])
 
     two_lines = masker.mask("device_id", "line1\nline2").token
-    assert cli("reveal", "--field", "device_id", two_lines).returncode == 1
-    as_json = cli("reveal", "--field", "device_id", "--json", two_lines)
+    assert cli("reveal", "--field", "device_id", "--reason", "t", two_lines).returncode == 1
+    as_json = cli("reveal", "--field", "device_id", "--reason", "t", "--json", two_lines)
     assert as_json.stdout == '["line1\\nline2"]\n'
 
 

@@ -34,10 +34,13 @@ def columns(conn: psycopg.Connection[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 def test_migrate_is_idempotent_and_records_its_version(database_url: str) -> None:
     with connect(database_url) as conn:
-        assert migrate(conn) == [SCHEMA_VERSION]
+        every = list(range(1, SCHEMA_VERSION + 1))
+        assert migrate(conn) == every
         assert migrate(conn) == []
-        versions = conn.execute("SELECT version FROM login_etl.schema_version").fetchall()
-        assert versions == [(SCHEMA_VERSION,)]
+        versions = conn.execute(
+            "SELECT version FROM login_etl.schema_version ORDER BY version"
+        ).fetchall()
+        assert versions == [(v,) for v in every]
 
 
 def test_migrate_keeps_the_exercise_table_as_it_is(database_url: str) -> None:
@@ -92,3 +95,27 @@ def test_a_user_logins_partitioned_by_create_date_works(database_url: str) -> No
         migrate(conn)
         conn.execute("INSERT INTO user_logins (user_id, create_date) VALUES ('u', '2023-11-14')")
         assert conn.execute("SELECT count(*) FROM user_logins_2023").fetchone() == (1,)
+
+
+def test_a_version_1_schema_is_upgraded_in_place(database_url: str) -> None:
+    with connect(database_url) as conn:
+        migrate(conn)
+        conn.execute("DROP TABLE login_etl.reveal_audit")
+        conn.execute("DELETE FROM login_etl.schema_version WHERE version >= 2")
+        conn.execute("INSERT INTO login_etl.processed_messages (message_id) VALUES ('m-1')")
+        conn.commit()
+        assert migrate(conn) == list(range(2, SCHEMA_VERSION + 1))
+        assert conn.execute("SELECT count(*) FROM login_etl.reveal_audit").fetchone() == (0,)
+        assert conn.execute("SELECT message_id FROM login_etl.processed_messages").fetchall() == [
+            ("m-1",)
+        ]
+
+
+def test_the_audit_trail_refuses_a_blank_reason(db: psycopg.Connection[tuple[Any, ...]]) -> None:
+    for reason in ("", "  "):
+        with pytest.raises(psycopg.errors.CheckViolation):
+            db.execute(
+                "INSERT INTO login_etl.reveal_audit (requester, os_user, action, value_count,"
+                " reason) VALUES ('r', 'o', 'reveal', 1, %s)",
+                (reason,),
+            )

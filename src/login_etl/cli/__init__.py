@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import sys
 
-from login_etl.cli import bench, demo, keys, quarantine, queue, rekey, run  # noqa: F401 - register
+from login_etl.cli import (  # noqa: F401 - register the commands
+    audit,
+    bench,
+    demo,
+    keys,
+    quarantine,
+    queue,
+    rekey,
+    reveal,
+    run,
+)
 from login_etl.cli.app import app, err
 from login_etl.errors import ConfigError, LoginEtlError
 

@@ -1,4 +1,4 @@
-"""`login-etl quarantine list|show`."""
+"""`login-etl quarantine list|show|replay`."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from rich.table import Table
 from login_etl.adapters.postgres import QuarantineStore, connect
 from login_etl.cli import options
 from login_etl.cli.app import out, quarantine_app
+from login_etl.cli.audit import Reason, Requester, record_recovery
 from login_etl.config import load_settings
 from login_etl.errors import LoginEtlError
-from login_etl.keys import load_key_file
+from login_etl.keys import load_keys
+from login_etl.replay import REPLAY_BATCH_SIZE, ReplayReport, replay_quarantine
 
 
 @quarantine_app.command("list")
@@ -39,17 +41,30 @@ def quarantine_list(
 @quarantine_app.command("show")
 def quarantine_show(
     message_id: Annotated[str, typer.Argument(help="The SQS MessageId of a rejected message.")],
+    reason: Reason,
+    requester: Requester = None,
     keyset_file: options.KeysetFile = None,
+    kms_key_uri: options.KmsKeyUri = None,
     database_url: options.DatabaseUrl = None,
 ) -> None:
-    """Decrypt and print one rejected message's body."""
-    settings = load_settings(keyset_file=keyset_file, database_url=database_url)
-    sealer = load_key_file(settings.require_keyset_file()).sealer
+    """Decrypt and print one rejected message's body (recorded in the audit trail first)."""
+    settings = load_settings(
+        keyset_file=keyset_file, kms_key_uri=kms_key_uri, database_url=database_url
+    )
+    sealer = load_keys(settings).sealer
     with connect(settings.database_url.get_secret_value()) as conn:
         entry = QuarantineStore(conn).get(message_id)
-    if entry is None:
-        raise LoginEtlError(f"no rejected message with id {message_id}")
-    body = sealer.open(entry.message_id, entry.body)
+        if entry is None:
+            raise LoginEtlError(f"no rejected message with id {message_id}")
+        body = sealer.open(entry.message_id, entry.body)
+        record_recovery(
+            conn,
+            action="quarantine show",
+            field="body",
+            value_count=1,
+            reason=reason,
+            requester=requester,
+        )
     # Written as is: a rich console would alter the body (emoji codes, tabs).
     sys.stdout.write(
         f"message id:  {entry.message_id}\n"
@@ -57,3 +72,60 @@ def quarantine_show(
         f"reason:      {entry.reason}\n"
         f"body:\n{body}\n"
     )
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    message_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="MessageIds of rejected messages to replay.", show_default=False),
+    ] = None,
+    replay_all: Annotated[
+        bool, typer.Option("--all", help="Replay every rejected message.")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Messages per transaction.")
+    ] = REPLAY_BATCH_SIZE,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would load; change nothing.")
+    ] = False,
+    keyset_file: options.KeysetFile = None,
+    kms_key_uri: options.KmsKeyUri = None,
+    database_url: options.DatabaseUrl = None,
+) -> None:
+    """Re-validate rejected messages with the current rules and load those that now pass.
+
+    A loaded message leaves the quarantine; one still failing keeps its place, with the reason
+    the current rules give. Its MessageId stays in the ledger, so a redelivery loads nothing.
+    """
+    if bool(message_ids) == replay_all:
+        raise typer.BadParameter(
+            "give MessageIds or --all (not both)", param_hint="'MESSAGE_IDS' / '--all'"
+        )
+    settings = load_settings(
+        keyset_file=keyset_file, kms_key_uri=kms_key_uri, database_url=database_url
+    )
+    keys = load_keys(settings)
+    with connect(settings.database_url.get_secret_value()) as conn:
+        report = replay_quarantine(
+            QuarantineStore(conn),
+            keys.masker,
+            keys.sealer,
+            message_ids=None if replay_all else message_ids,
+            batch_size=batch_size,
+            dry_run=dry_run,
+        )
+    out.print(replay_summary(report), markup=False)
+
+
+def replay_summary(report: ReplayReport) -> str:
+    """ "N replayed: X loaded, Y still rejected", then the reasons counted (never a body)."""
+    still = sum(report.still_rejected.values())
+    verb = "would load" if report.dry_run else "loaded"
+    lines = [f"{report.replayed} replayed: {report.loaded} {verb}, {still} still rejected"]
+    if report.dry_run:
+        lines[0] = f"Dry run, nothing changed. {lines[0]}"
+    if report.not_found:
+        lines.append(f"{report.not_found} of the ids given are not in the quarantine")
+    lines.extend(f"  {n} × {reason}" for reason, n in report.still_rejected.most_common())
+    return "\n".join(lines)

@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from login_etl.adapters.postgres import SCHEMA_VERSION
+from login_etl.adapters.postgres import SCHEMA_VERSION, Roles
+from login_etl.adapters.postgres.roles import DEFAULT_ANALYST_ROLE, DEFAULT_SERVICE_ROLE
 from login_etl.cli import options
 from login_etl.cli.app import app, err, out
 from login_etl.config import load_settings
@@ -133,13 +134,43 @@ def run(
 
 
 @app.command()
-def migrate(database_url: options.DatabaseUrl = None, log_level: options.LogLevel = None) -> None:
-    """Create or upgrade the service's schema (idempotent; `run` does it too)."""
+def migrate(
+    create_roles: Annotated[
+        bool,
+        typer.Option(
+            "--create-roles",
+            help="Also create the analyst and service group roles if missing, and (re)apply "
+            "their grants, in the migration's transaction.",
+        ),
+    ] = False,
+    analyst_role: Annotated[
+        str, typer.Option(help="Group role of analysts: reads public.user_logins only.")
+    ] = DEFAULT_ANALYST_ROLE,
+    service_role: Annotated[
+        str, typer.Option(help="Group role of the worker's database user: what `run` needs.")
+    ] = DEFAULT_SERVICE_ROLE,
+    database_url: options.DatabaseUrl = None,
+    log_level: options.LogLevel = None,
+) -> None:
+    """Create or upgrade the service's schema (idempotent; `run` does it too). Run it as the
+    schema owner."""
+    if not create_roles and (analyst_role, service_role) != (
+        DEFAULT_ANALYST_ROLE,
+        DEFAULT_SERVICE_ROLE,
+    ):
+        raise typer.BadParameter("only with --create-roles", param_hint="'--analyst-role'")
     settings = load_settings(database_url=database_url, log_level=log_level)
     configure_logging(settings.log_level, settings.log_format)
-    applied = migrate_database(settings.database_url.get_secret_value())
+    roles = Roles(analyst_role, service_role) if create_roles else None
+    applied = migrate_database(settings.database_url.get_secret_value(), roles)
     if applied:
         versions = ", ".join(map(str, applied))
         out.print(f"Applied migrations {versions}; schema at version {SCHEMA_VERSION}.")
     else:
         out.print(f"Schema is up to date (version {SCHEMA_VERSION}).")
+    if roles:
+        out.print(
+            f"Roles {roles.analyst} (analysts) and {roles.service} (the worker) are granted; "
+            f"make people and apps members, e.g. GRANT {roles.analyst} TO alice.",
+            markup=False,
+        )

@@ -130,7 +130,7 @@ def _analyst_view(console: Console, url: str, keyset: Path) -> None:
         field, token = str(duplicates[0][0]), str(duplicates[0][1])
         plaintext = masker.reveal(field, token)  # type: ignore[arg-type]
         console.print(
-            f"The most repeated {field}, as `login-etl reveal --field {field} {token}` "
+            f"The most repeated {field}, as `login-etl reveal --field {field} --reason R {token}` "
             f"would print it with this demo's key file:",
             markup=False,
         )

@@ -1,16 +1,23 @@
-"""PostgreSQL adapter: schema migrations, the batch sink, quarantine and vault reads."""
+"""PostgreSQL adapter: schema migrations and roles, the batch sink, the quarantine (reads and
+replay), vault reads and the audit trail of recoveries."""
 
+from login_etl.adapters.postgres.audit import AuditLog, AuditRecord
 from login_etl.adapters.postgres.connection import connect
-from login_etl.adapters.postgres.quarantine import QuarantineEntry, QuarantineStore
+from login_etl.adapters.postgres.quarantine import QuarantineEntry, QuarantineStore, ReplayedBatch
+from login_etl.adapters.postgres.roles import Roles
 from login_etl.adapters.postgres.schema import SCHEMA_VERSION, migrate
 from login_etl.adapters.postgres.sink import PostgresSink
 from login_etl.adapters.postgres.vault import vault_lookup
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AuditLog",
+    "AuditRecord",
     "PostgresSink",
     "QuarantineEntry",
     "QuarantineStore",
+    "ReplayedBatch",
+    "Roles",
     "connect",
     "migrate",
     "vault_lookup",

@@ -47,7 +47,7 @@ def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
             keepalives_count=3,
         )
     except psycopg.OperationalError as err:
-        message = _first_line(err)
+        message = first_line(err)
         if any(marker in message for marker in _PERMANENT_CONNECT):
             raise SinkError(f"PostgreSQL refused the connection: {message}") from None
         raise SinkUnavailable(f"PostgreSQL unreachable: {message}") from None
@@ -56,7 +56,7 @@ def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
         raise SinkError(f"the database URL is not usable ({type(err).__name__})") from None
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
     # libpq messages can span lines with hints; the first line says what happened. The URL and
     # password are never part of them.
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -66,21 +66,18 @@ def translate(err: psycopg.Error, action: str) -> Exception:
     """SinkUnavailable for connection-level and retryable failures, SinkError for the rest."""
     sqlstate = err.sqlstate or ""
     if isinstance(err, psycopg.OperationalError | psycopg.InterfaceError) and not sqlstate:
-        return SinkUnavailable(f"PostgreSQL {action}: {_first_line(err)}")
+        return SinkUnavailable(f"PostgreSQL {action}: {first_line(err)}")
     if sqlstate.startswith(_TRANSIENT_CLASSES):
-        return SinkUnavailable(f"PostgreSQL {action}: {_first_line(err)} (SQLSTATE {sqlstate})")
+        return SinkUnavailable(f"PostgreSQL {action}: {first_line(err)} (SQLSTATE {sqlstate})")
     if isinstance(
         err, pgerrors.UndefinedTable | pgerrors.UndefinedColumn | pgerrors.UndefinedFunction
     ):
         return SinkError(
-            f"PostgreSQL {action}: {_first_line(err)}; run `login-etl migrate` "
-            f"(SQLSTATE {sqlstate})"
+            f"PostgreSQL {action}: {first_line(err)}; run `login-etl migrate` (SQLSTATE {sqlstate})"
         )
     if sqlstate.startswith(("22", "23")):
-        return RowRefused(
-            f"PostgreSQL {action}: {_first_line(err)} (SQLSTATE {sqlstate})", sqlstate
-        )
-    return SinkError(f"PostgreSQL {action}: {_first_line(err)} (SQLSTATE {sqlstate or '?'})")
+        return RowRefused(f"PostgreSQL {action}: {first_line(err)} (SQLSTATE {sqlstate})", sqlstate)
+    return SinkError(f"PostgreSQL {action}: {first_line(err)} (SQLSTATE {sqlstate or '?'})")
 
 
 @contextmanager

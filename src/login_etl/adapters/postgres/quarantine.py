@@ -1,13 +1,37 @@
-"""Reads of the quarantine: rejected messages, their reasons and their sealed bodies."""
+"""The quarantine: reads of rejected messages, and their replay under the current rules.
+
+A replay batch is one transaction. Its rows are locked with `FOR UPDATE SKIP LOCKED`, so two
+replays running at once take different rows; each row that now passes is inserted into
+`public.user_logins` and deleted from the quarantine in the same transaction, so it loads once.
+Its id stays in `login_etl.processed_messages`, so a later redelivery from SQS still loads
+nothing.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 from login_etl.adapters.postgres.connection import translated
+from login_etl.adapters.postgres.sink import VAULT_INSERT
+from login_etl.core.model import Loaded, Outcome
+
+_INSERT_ROW = """
+INSERT INTO public.user_logins
+    (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+"""
+
+# Keyset pagination on message_id: rows that still fail are not read again by the same replay.
+_SELECT_BATCH = """
+SELECT message_id, rejected_at, sent_at, reason, body FROM login_etl.rejected_messages
+WHERE message_id > %(after)s {only_ids}
+ORDER BY message_id LIMIT %(limit)s {lock}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +43,15 @@ class QuarantineEntry:
     sent_at: dt.datetime | None
     reason: str
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayedBatch:
+    """What one replay transaction did (or, in a dry run, would do)."""
+
+    message_ids: tuple[str, ...]  # read, in order; the last one is the next batch's cursor
+    loaded: int
+    still_rejected: tuple[str, ...]  # the current reason of each message still failing
 
 
 class QuarantineStore:
@@ -49,3 +82,85 @@ class QuarantineStore:
                 (message_id,),
             ).fetchone()
         return QuarantineEntry(*row) if row else None  # type: ignore[arg-type]
+
+    def replay_batch(
+        self,
+        transform: Callable[[QuarantineEntry], Outcome],
+        *,
+        after: str = "",
+        limit: int,
+        message_ids: Sequence[str] | None = None,
+        dry_run: bool = False,
+    ) -> ReplayedBatch:
+        """Replay up to `limit` rejected messages with ids after `after` (and among
+        `message_ids`, if given), in one transaction.
+
+        Those that `transform` now loads are inserted and leave the quarantine; the others get
+        the reason the current rules give. A dry run locks nothing and changes nothing. An exception
+        from `transform` rolls the batch back.
+        """
+        query = sql.SQL(_SELECT_BATCH).format(
+            only_ids=sql.SQL("AND message_id = ANY(%(ids)s)" if message_ids is not None else ""),
+            lock=sql.SQL("" if dry_run else "FOR UPDATE SKIP LOCKED"),
+        )
+        params = {"after": after, "limit": limit, "ids": list(message_ids or ())}
+        with translated("replay quarantine"), self._conn.transaction(), self._conn.cursor() as cur:
+            entries = [QuarantineEntry(*row) for row in cur.execute(query, params)]  # type: ignore[arg-type]
+            outcomes = [(entry, transform(entry)) for entry in entries]
+            loaded = [o for _, o in outcomes if isinstance(o, Loaded)]
+            refused = {} if dry_run else self._load(cur, loaded)
+            reasons: dict[str, str] = {}
+            for entry, outcome in outcomes:
+                if isinstance(outcome, Loaded):
+                    if outcome.message_id in refused:
+                        reasons[entry.message_id] = refused[entry.message_id]
+                else:
+                    reasons[entry.message_id] = outcome.reason
+            if not dry_run:
+                gone = [o.message_id for o in loaded if o.message_id not in refused]
+                cur.execute(
+                    "DELETE FROM login_etl.rejected_messages WHERE message_id = ANY(%s)", (gone,)
+                )
+                changed = [
+                    (reasons[e.message_id], e.message_id)
+                    for e in entries
+                    if e.message_id in reasons and reasons[e.message_id] != e.reason
+                ]
+                cur.executemany(
+                    "UPDATE login_etl.rejected_messages SET reason = %s WHERE message_id = %s",
+                    changed,
+                )
+        return ReplayedBatch(
+            message_ids=tuple(e.message_id for e in entries),
+            loaded=len(loaded) - len(refused),
+            still_rejected=tuple(reasons.values()),
+        )
+
+    def _load(
+        self, cur: psycopg.Cursor[tuple[object, ...]], loaded: Sequence[Loaded]
+    ) -> dict[str, str]:
+        """Insert the rows and their vault entries; returns {message id: reason} of the rows the
+        database refused (a data or integrity error), found one by one, as the pipeline does."""
+        try:
+            with self._conn.transaction():  # a savepoint
+                self._insert(cur, loaded)
+        except (psycopg.DataError, psycopg.IntegrityError):
+            pass  # some row is refused: find which, one savepoint per row
+        else:
+            return {}
+        refused: dict[str, str] = {}
+        for outcome in loaded:
+            try:
+                with self._conn.transaction():
+                    self._insert(cur, [outcome])
+            except (psycopg.DataError, psycopg.IntegrityError) as err:
+                refused[outcome.message_id] = f"database: refused the row (SQLSTATE {err.sqlstate})"
+        return refused
+
+    @staticmethod
+    def _insert(cur: psycopg.Cursor[tuple[object, ...]], loaded: Sequence[Loaded]) -> None:
+        vault = [(v.token, v.field, v.ciphertext) for o in loaded for v in o.vault]
+        if vault:
+            cur.executemany(VAULT_INSERT, vault)
+        if loaded:
+            cur.executemany(_INSERT_ROW, [o.row for o in loaded])

@@ -12,8 +12,10 @@ import logging
 from importlib import resources
 
 import psycopg
+from psycopg import errors as pgerrors
 
-from login_etl.adapters.postgres.connection import translated
+from login_etl.adapters.postgres.connection import first_line, translate, translated
+from login_etl.adapters.postgres.roles import Roles, apply_roles, lock_down_public
 from login_etl.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -60,11 +62,64 @@ def check_user_logins(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             )
 
 
-def migrate(conn: psycopg.Connection[tuple[object, ...]]) -> list[int]:
-    """Bring the schema to SCHEMA_VERSION; returns the versions applied (empty when current)."""
+def _version(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+    """The schema's version, 0 if there is none; reads only (pg_tables is readable by all)."""
+    exists = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_tables"
+        " WHERE schemaname = 'login_etl' AND tablename = 'schema_version')"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM login_etl.schema_version").fetchone()
+    return int(row[0]) if row else 0  # type: ignore[call-overload]
+
+
+def _refuse_newer(current: int) -> None:
+    if current > SCHEMA_VERSION:
+        raise SinkError(
+            f"database schema is version {current}, newer than this login-etl "
+            f"({SCHEMA_VERSION}); upgrade login-etl"
+        )
+
+
+def migrate(conn: psycopg.Connection[tuple[object, ...]], roles: Roles | None = None) -> list[int]:
+    """Bring the schema to SCHEMA_VERSION; returns the versions applied (empty when current).
+
+    A schema already current costs no DDL, so that a role which may not create anything (the
+    service role of `migrate --create-roles`) can run the worker once the owner has migrated.
+    With `roles`, the group roles are created and granted in the migration's transaction.
+    """
+    with translated("read the schema version"), conn.transaction():
+        current = _version(conn)
+        _refuse_newer(current)
+        if current == SCHEMA_VERSION and roles is None:
+            check_user_logins(conn)
+            return []
+    try:
+        with conn.transaction():
+            return _apply(conn, roles)
+    except pgerrors.InsufficientPrivilege as err:
+        task = (
+            "create the roles and grant them"
+            if roles
+            else f"migrate the schema from version {current} to {SCHEMA_VERSION}"
+        )
+        raise SinkError(
+            f"database user {conn.info.user} may not {task} ({first_line(err)}): "
+            "run `login-etl migrate` as the schema owner"
+        ) from None
+    except psycopg.Error as err:
+        raise translate(err, "migrate") from err
+
+
+def _apply(conn: psycopg.Connection[tuple[object, ...]], roles: Roles | None) -> list[int]:
     applied: list[int] = []
-    with translated("migrate"), conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    # Again, under the lock: another process may have just migrated, and then there is no DDL
+    # to do (nor any privilege to need).
+    current = _version(conn)
+    _refuse_newer(current)
+    if current < SCHEMA_VERSION:
         conn.execute("CREATE SCHEMA IF NOT EXISTS login_etl")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS login_etl.schema_version ("
@@ -72,24 +127,20 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]]) -> list[int]:
             " applied_at timestamptz NOT NULL DEFAULT now(),"
             " name text NOT NULL)"
         )
-        row = conn.execute(
-            "SELECT coalesce(max(version), 0) FROM login_etl.schema_version"
-        ).fetchone()
-        current = int(row[0]) if row else 0  # type: ignore[call-overload]
-        if current > SCHEMA_VERSION:
-            raise SinkError(
-                f"database schema is version {current}, newer than this login-etl "
-                f"({SCHEMA_VERSION}); upgrade login-etl"
-            )
-        for version, name in _MIGRATIONS:
-            if version <= current:
-                continue
-            log.info("applying migration %s", name)
-            conn.execute(_sql(name).encode())
-            conn.execute(
-                "INSERT INTO login_etl.schema_version (version, name) VALUES (%s, %s)",
-                (version, name),
-            )
-            applied.append(version)
-        check_user_logins(conn)
+    for version, name in _MIGRATIONS:
+        if version <= current:
+            continue
+        log.info("applying migration %s", name)
+        conn.execute(_sql(name).encode())
+        conn.execute(
+            "INSERT INTO login_etl.schema_version (version, name) VALUES (%s, %s)",
+            (version, name),
+        )
+        applied.append(version)
+    if applied:
+        lock_down_public(conn)  # a migration may have added a function, EXECUTE for PUBLIC
+    if roles is not None:
+        created = apply_roles(conn, roles)
+        log.info("roles %s and %s granted (created: %s)", roles.analyst, roles.service, created)
+    check_user_logins(conn)
     return applied

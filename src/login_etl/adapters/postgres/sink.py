@@ -75,7 +75,8 @@ SELECT (SELECT count(*) FROM claimed),
        (SELECT count(*) FROM rejected)
 """
 
-_VAULT = """
+# Also used by the quarantine replay (adapters/postgres/quarantine.py).
+VAULT_INSERT = """
 INSERT INTO login_etl.masked_values (token, field, ciphertext) VALUES (%s, %s, %s)
 ON CONFLICT (token) DO NOTHING
 """
@@ -149,7 +150,7 @@ class PostgresSink:
                     for v in o.vault
                 ]
                 if vault:
-                    cur.executemany(_VAULT, vault)
+                    cur.executemany(VAULT_INSERT, vault)
                 cur.execute(_APPLY)
                 claimed, loaded, rejected = cast("tuple[int, int, int]", cur.fetchone())
         except SinkUnavailable:
