@@ -107,7 +107,10 @@ class PrometheusMetrics:
         self.received.inc(received)
         self.loaded.inc(result.loaded)
         self.skipped.inc(result.skipped)
-        for reason in reasons:
+        # Count what was committed: a redelivered rejection claims nothing. Which of the batch's
+        # rejections were redeliveries is not reported back, so if some were, the split by
+        # reason is approximate; the total is exact.
+        for reason in reasons[: result.rejected]:
             self.rejected.labels(reason=reason_label(reason)).inc()
         self.batch_seconds.observe(seconds)
 
