@@ -16,8 +16,9 @@ ciphertexts of over-long ones) and for rejected bodies.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import psycopg
 
@@ -34,6 +35,8 @@ from login_etl.errors import RevealError
 from login_etl.keys import KeyRing
 
 log = logging.getLogger(__name__)
+
+Item = TypeVar("Item", bound=tuple[str, *tuple[object, ...]])
 
 BATCH_PAGES = 128  # ~5,000 rows of user_logins per transaction
 BODY_BATCH = 500
@@ -53,8 +56,9 @@ class RekeyStats:
 
 def stale(usage: list[KeyUse], keys: KeyRing) -> int:
     """How many stored values need a key other than their keyset's primary."""
-    primary = {"masking": keys.masking_primary, "quarantine": keys.quarantine_primary}
-    return sum(u.values for u in usage if u.key_id is not None and u.key_id != primary[u.keyset])
+    return sum(
+        u.values for u in usage if u.key_id is not None and u.key_id != keys.primary(u.keyset)
+    )
 
 
 class _Remasker:
@@ -137,47 +141,67 @@ def _user_logins_pass(
         first = end
 
 
+def _rewrite_in_batches(
+    store: RekeyStore,
+    stats: RekeyStats,
+    batch: int,
+    *,
+    fetch: Callable[[str], Sequence[Item]],
+    rewrite: Callable[[Item], tuple[str, bytes]],
+    write: Callable[[list[tuple[str, bytes]]], None],
+) -> int:
+    """Walk rows keyed by text (`fetch(after)`), one transaction per batch, rewriting each;
+    a row no enabled key opens is counted as unreadable and left alone. Returns rows written."""
+    after, written = "", 0
+    while True:
+        with store.conn.transaction():
+            rows = fetch(after)
+            fresh = []
+            for row in rows:
+                try:
+                    fresh.append(rewrite(row))
+                except RevealError:
+                    stats.unreadable += 1
+            if fresh:
+                write(fresh)
+        written += len(fresh)
+        if len(rows) < batch:
+            return written
+        after = rows[-1][0]
+
+
 def _vault(store: RekeyStore, keys: KeyRing, stats: RekeyStats, batch: int) -> None:
     """Old-key vault entries: rows no longer point at them, except those a stale worker wrote;
     re-encrypted rather than deleted, so that such a row stays revealable (and, retired, gets
     rekeyed on the next pass) instead of pointing at nothing."""
-    after = ""
-    while True:
-        with store.conn.transaction():
-            entries = store.stale_vault(after, keys.masking_primary, batch)
-            fresh = []
-            for token, field, ciphertext in entries:
-                try:
-                    fresh.append((token, keys.masker.reencrypt(field, ciphertext)))  # type: ignore[arg-type]
-                except RevealError:
-                    stats.unreadable += 1
-            if fresh:
-                store.retire_vault(fresh)
-        stats.vault_retired += len(fresh)
-        if len(entries) < batch:
-            return
-        after = entries[-1][0]
+
+    def reencrypt(entry: tuple[str, str, bytes]) -> tuple[str, bytes]:
+        token, field, ciphertext = entry
+        return token, keys.masker.reencrypt(cast("Field", field), ciphertext)
+
+    stats.vault_retired += _rewrite_in_batches(
+        store,
+        stats,
+        batch,
+        fetch=lambda after: store.stale_vault(after, keys.masking_primary, batch),
+        rewrite=reencrypt,
+        write=store.retire_vault,
+    )
 
 
 def _bodies(store: RekeyStore, keys: KeyRing, stats: RekeyStats, batch: int) -> None:
-    after = ""
-    while True:
-        with store.conn.transaction():
-            bodies = store.stale_bodies(after, keys.quarantine_primary, batch)
-            resealed = []
-            for message_id, body in bodies:
-                try:
-                    plain = keys.sealer.open(message_id, body)
-                except RevealError:
-                    stats.unreadable += 1
-                    continue
-                resealed.append((message_id, keys.sealer.seal(message_id, plain)))
-            if resealed:
-                store.update_bodies(resealed)
-        stats.bodies += len(resealed)
-        if len(bodies) < batch:
-            return
-        after = bodies[-1][0]
+    def reseal(entry: tuple[str, bytes]) -> tuple[str, bytes]:
+        message_id, body = entry
+        return message_id, keys.sealer.seal(message_id, keys.sealer.open(message_id, body))
+
+    stats.bodies += _rewrite_in_batches(
+        store,
+        stats,
+        batch,
+        fetch=lambda after: store.stale_bodies(after, keys.quarantine_primary, batch),
+        rewrite=reseal,
+        write=store.update_bodies,
+    )
 
 
 def rekey(

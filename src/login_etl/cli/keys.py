@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import tink
 import typer
@@ -22,8 +22,6 @@ from login_etl.keys.keyfile import TEMPLATES
 from login_etl.keys.rotation import DISABLED, ENABLED, describe, rotated, with_status
 from login_etl.rekey import stale
 
-KeysetName = Literal["masking", "quarantine"]
-
 
 class Which(StrEnum):
     masking = "masking"
@@ -31,8 +29,8 @@ class Which(StrEnum):
     all = "all"
 
 
-def _names(which: Which) -> list[KeysetName]:
-    return ["masking", "quarantine"] if which is Which.all else [which.value]  # type: ignore[list-item]
+def _names(which: Which) -> list[str]:
+    return list(TEMPLATES) if which is Which.all else [which.value]
 
 
 @keys_app.command("create")
@@ -135,7 +133,6 @@ def keys_check(
     """Count stored values by the key they need; exit 1 if any needs a non-primary key."""
     _, key_file = _read(keyset_file, kms_key_uri)
     ring = key_file.ring()
-    primary = {"masking": ring.masking_primary, "quarantine": ring.quarantine_primary}
     usage = _usage(database_url)
     table = Table("keyset", "stored in", "key id", "values", "", title="Stored values by key")
     for use in usage:
@@ -144,7 +141,7 @@ def keys_check(
             note = "no recognisable key (not a token, or its vault entry is missing)"
         elif use.key_id == -1:
             note = "token of a retired vault entry: run login-etl rekey"
-        elif use.key_id != primary[use.keyset]:
+        elif use.key_id != ring.primary(use.keyset):
             note = "needs an old key: run login-etl rekey"
         table.add_row(use.keyset, use.place, str(use.key_id or "-"), str(use.values), note)
     out.print(table)

@@ -64,6 +64,10 @@ class KeyRing:
     masking_primary: int
     quarantine_primary: int
 
+    def primary(self, keyset: str) -> int:
+        """The id of the key a keyset ("masking" or "quarantine") writes with."""
+        return self.masking_primary if keyset == "masking" else self.quarantine_primary
+
 
 @dataclass(frozen=True)
 class KeyFile:
