@@ -13,8 +13,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-keys_app = typer.Typer(help="Create key files.", no_args_is_help=True)
-quarantine_app = typer.Typer(help="Inspect rejected messages.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Create, wrap, list, rotate, check, disable and enable keys.", no_args_is_help=True
+)
+quarantine_app = typer.Typer(help="Inspect and replay rejected messages.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(quarantine_app, name="quarantine")
 
