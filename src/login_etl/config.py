@@ -7,16 +7,17 @@ SQS adapter fills in for a local emulator (see `login_etl.adapters.sqs.client_kw
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from login_etl import dburl
 from login_etl.errors import ConfigError
 
 # The form Tink's AWS KMS integration takes; the region is read from the ARN.
@@ -25,6 +26,9 @@ KMS_KEY_URI = re.compile(r"^aws-kms://arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:(ke
 ENV_PREFIX = "LOGIN_ETL_"
 DEFAULT_QUEUE_URL = "http://localhost:4566/000000000000/login-queue"
 DEFAULT_DATABASE_URL = "postgresql://postgres:postgres@localhost:5432/postgres"
+MAX_PORT = dburl.MAX_PORT
+# boto3's own variables for the SQS endpoint, the first one set wins.
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
 
 
 class Settings(BaseSettings):
@@ -58,20 +62,30 @@ class Settings(BaseSettings):
     # terminal, json elsewhere.
     log_format: Literal["auto", "json", "console"] = "auto"
     # Serve /metrics, /healthz and /readyz on this port; unset: no HTTP server.
-    metrics_port: int | None = Field(None, ge=1, le=65_535)
+    metrics_port: int | None = Field(None, ge=1, le=MAX_PORT)
+    # SQS's wire protocol. Today's botocore speaks JSON; SQS emulators from before 2023 (the
+    # exercise's LocalStack image among them) speak only the older query protocol. auto: JSON
+    # until the endpoint shows it does not speak it, then query (login_etl.adapters.sqs).
+    sqs_protocol: Literal["auto", "json", "query"] = "auto"
     # Read from boto3's own variables so that the adapter can tell whether one was set.
-    aws_endpoint_url: str | None = Field(
-        None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
-    )
+    aws_endpoint_url: str | None = Field(None, validation_alias=AliasChoices(*ENDPOINT_VARIABLES))
 
     @field_validator("queue_url")
     @classmethod
     def _queue_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL such as " + DEFAULT_QUEUE_URL)
-        if parts.path.strip("/").count("/") != 1:
+        problem = endpoint_problem(value, "http(s) URL such as " + DEFAULT_QUEUE_URL)
+        if problem:
+            raise ValueError(problem)
+        if urlsplit(value).path.strip("/").count("/") != 1:
             raise ValueError("must end in /ACCOUNT_ID/QUEUE_NAME")
+        return value
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _aws_endpoint_url(cls, value: str | None) -> str | None:
+        problem = value and endpoint_problem(value, "http(s) URL such as http://localhost:4566")
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("kms_key_uri")
@@ -84,14 +98,10 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: SecretStr) -> SecretStr:
-        url = value.get_secret_value()
-        if urlsplit(url).scheme not in ("postgresql", "postgres"):
-            raise ValueError("must be a postgresql:// URL")
-        try:
-            conninfo_to_dict(url)
-        except psycopg.Error:
-            # libpq's message quotes the offending part, which may be the password.
-            raise ValueError("is not a valid PostgreSQL URL (check its %-escapes)") from None
+        # The problem is told in words of our own: libpq's would quote the URL.
+        problem = dburl.problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("log_level")
@@ -113,9 +123,30 @@ class Settings(BaseSettings):
         return self.keyset_file
 
 
+def endpoint_problem(url: str, expected: str) -> str | None:
+    """What keeps botocore from using `url` as an endpoint; the URL itself is not quoted."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an " + expected
+    if parts.username is not None or parts.password is not None:
+        return "must not hold a user name or password"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:  # None: the scheme's default port
+        return f"the port must be a number from 1 to {MAX_PORT}"
+    # botocore's own check, which it makes only when the first client is built.
+    endpoint = f"{parts.scheme}://{parts.netloc}"
+    if not (is_valid_endpoint_url(endpoint) or is_valid_ipv6_endpoint_url(endpoint)):
+        return "the host is not a valid host name or IP address"
+    return None
+
+
 def _setting_name(field: str) -> str:
-    if field == "aws_endpoint_url":
-        return "AWS_ENDPOINT_URL"
+    if field in ("aws_endpoint_url", *ENDPOINT_VARIABLES):
+        # pydantic names the first alias whichever was read; name the one that was.
+        return next((name for name in ENDPOINT_VARIABLES if os.environ.get(name)), field)
     return f"{ENV_PREFIX}{field.upper()} (--{field.replace('_', '-')})"
 
 

@@ -13,6 +13,7 @@ pipeline and the CLI decide what to do from the class alone::
      │    └── KmsUnavailable      AWS KMS could not be reached to unwrap the keyset
      └── PermanentError       retrying will not help: stop with a clear message
           ├── SourceError         the queue is missing, or access is denied
+          │    └── SqsProtocolError  the SQS endpoint does not speak the protocol in use
           └── SinkError           the schema does not match, or the database refused the load
                └── RowRefused     a row broke a constraint: the batch is retried row by row
 
@@ -62,6 +63,10 @@ class SourceError(PermanentError):
     """The queue does not exist, or the credentials may not use it."""
 
 
+class SqsProtocolError(SourceError):
+    """The SQS endpoint does not speak the wire protocol LOGIN_ETL_SQS_PROTOCOL chose or found."""
+
+
 class SinkError(PermanentError):
     """The database schema does not match, or the database refused the data."""
 
@@ -86,5 +91,6 @@ __all__ = [
     "SinkUnavailable",
     "SourceError",
     "SourceUnavailable",
+    "SqsProtocolError",
     "TransientError",
 ]

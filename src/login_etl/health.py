@@ -20,7 +20,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from login_etl.errors import LoginEtlError
+from login_etl.errors import ConfigError, LoginEtlError
 from login_etl.metrics import PrometheusMetrics
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,15 @@ class HealthServer:
         self._metrics_app = make_wsgi_app(metrics.registry)
         self._ready: tuple[float, list[str]] = (0.0, [])
         self._lock = threading.Lock()
-        self._server = make_server(
-            host, port, self._app, ThreadingWSGIServer, handler_class=_QuietHandler
-        )
+        try:
+            self._server = make_server(
+                host, port, self._app, ThreadingWSGIServer, handler_class=_QuietHandler
+            )
+        except OSError as err:  # in use, or below 1024 without the privilege
+            raise ConfigError(
+                f"LOGIN_ETL_METRICS_PORT (--metrics-port): cannot serve on port {port}: "
+                f"{err.strerror or type(err).__name__}"
+            ) from None
         self.port = self._server.server_port
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="health", daemon=True

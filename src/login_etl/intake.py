@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from login_etl.core.model import Message
 from login_etl.errors import LoginEtlError, TransientError
+from login_etl.logs import log_failure
 from login_etl.ports import MAX_RECEIVE, MessageSource
 from login_etl.retry import until_stopped
 
@@ -167,7 +168,7 @@ class Pollers:
                 self._on_error(err)
                 return
             except Exception as err:  # a bug: stop the worker rather than spin
-                log.exception("poller failed")
+                log_failure(log, err, "poller failed")
                 self._on_error(err)
                 return
             finally:

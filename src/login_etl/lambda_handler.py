@@ -18,9 +18,11 @@ committed, and the delivery guarantee is the worker's:
   logs and metrics instead of being retried in silence.
 
 Settings are the worker's `LOGIN_ETL_*` variables (`LOGIN_ETL_DATABASE_URL`,
-`LOGIN_ETL_KEYSET_FILE`, `LOGIN_ETL_LOG_LEVEL`); the queue settings are not used. The key ring
-and the sink (with its connection) are built on the first invocation and kept for the life of the
-execution environment; the schema is migrated once per cold start.
+`LOGIN_ETL_KEYSET_FILE`, `LOGIN_ETL_LOG_LEVEL`); the queue settings are not used. The log level
+is login_etl's: the runtime's handlers and root level (AWS_LAMBDA_LOG_LEVEL) are kept, and other
+libraries log only from WARNING up even when that level is DEBUG (`logs.configure_logging`).
+The key ring and the sink (with its connection) are built on the first invocation and kept for
+the life of the execution environment; the schema is migrated once per cold start.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from login_etl.core.model import Message
 from login_etl.core.transform import Transformer
 from login_etl.errors import LoginEtlError, TransientError
 from login_etl.keys import load_keys
+from login_etl.logs import configure_logging
 from login_etl.pipeline import Pipeline
 from login_etl.ports import MAX_RECEIVE, Backlog, CommitResult
 from login_etl.service import migrate_when_reachable
@@ -122,9 +125,11 @@ class _Cache:
         with self._lock:
             if self._runtime is None:
                 settings = load_settings()
-                # The root logger passes WARNING and up unless told otherwise, and the count line
-                # is INFO. Only our loggers' level is set; the handlers stay Lambda's.
-                logging.getLogger("login_etl").setLevel(settings.log_level)
+                # Before the key file is unwrapped: botocore at DEBUG would log KMS's answers,
+                # the data keys. The handlers and the root's level (AWS_LAMBDA_LOG_LEVEL) stay
+                # Lambda's; login_etl gets LOGIN_ETL_LOG_LEVEL (the count line is INFO, and the
+                # root passes WARNING and up unless told otherwise), other libraries WARNING.
+                configure_logging(settings.log_level, keep_handlers=True)
                 keys = load_keys(settings)
                 database_url = settings.database_url.get_secret_value()
                 migrate_when_reachable(database_url, stop)  # service.migrate_database, retried

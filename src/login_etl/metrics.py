@@ -1,33 +1,36 @@
 """What the worker counts, as Prometheus metrics; a do-nothing default for library use and tests.
 
-Labels never carry input: a rejection's label is the first clause of its reason with any count
-removed ("user_id: must be 1–128 characters"), a fixed, small set.
+Labels never carry input, and their values come from fixed sets: a rejection is labelled with
+its kind (`ip:invalid`, `body:not_json`: field and rule, one of `core.reasons.KINDS`), never with
+its reason text, which holds counts and JSON positions and so would grow the series without bound.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from login_etl.core.reasons import KINDS, Kind
 from login_etl.ports import Backlog, CommitResult
 
 # Batch latency buckets: a batch of 1,000 takes ~50 ms to commit; minutes mean an outage.
 _BATCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-_COUNT = re.compile(r",? got \d+.*$")
+# The label of a kind outside KINDS, which only a bug could produce: counted, never a new series.
+UNKNOWN_KIND = "unknown"
 
 
-def reason_label(reason: str) -> str:
-    """A low-cardinality label for a rejection reason."""
-    return _COUNT.sub("", reason.split("; ", 1)[0])[:80]
+def rejection_label(kind: str) -> str:
+    """The `reason` label of a rejection of this kind: the kind itself, from a fixed set."""
+    return kind if kind in KINDS else UNKNOWN_KIND
 
 
 class Metrics(Protocol):
     """What the pipeline reports; see PrometheusMetrics for what each call feeds."""
 
     def batch(
-        self, received: int, result: CommitResult, seconds: float, reasons: list[str]
+        self, received: int, result: CommitResult, seconds: float, kinds: Sequence[Kind]
     ) -> None: ...
 
     def deletes_failed(self, count: int) -> None: ...
@@ -41,7 +44,7 @@ class NoMetrics:
     """The default: counts nothing."""
 
     def batch(
-        self, received: int, result: CommitResult, seconds: float, reasons: list[str]
+        self, received: int, result: CommitResult, seconds: float, kinds: Sequence[Kind]
     ) -> None:
         pass
 
@@ -71,7 +74,7 @@ class PrometheusMetrics:
         )
         self.rejected = Counter(
             "login_etl_messages_rejected",
-            "Messages quarantined, by the first rule broken",
+            "Messages quarantined, by the first rule broken (field:rule)",
             ["reason"],
             registry=r,
         )
@@ -102,7 +105,7 @@ class PrometheusMetrics:
         )
 
     def batch(
-        self, received: int, result: CommitResult, seconds: float, reasons: list[str]
+        self, received: int, result: CommitResult, seconds: float, kinds: Sequence[Kind]
     ) -> None:
         self.received.inc(received)
         self.loaded.inc(result.loaded)
@@ -110,8 +113,8 @@ class PrometheusMetrics:
         # Count what was committed: a redelivered rejection claims nothing. Which of the batch's
         # rejections were redeliveries is not reported back, so if some were, the split by
         # reason is approximate; the total is exact.
-        for reason in reasons[: result.rejected]:
-            self.rejected.labels(reason=reason_label(reason)).inc()
+        for kind in kinds[: result.rejected]:
+            self.rejected.labels(reason=rejection_label(kind)).inc()
         self.batch_seconds.observe(seconds)
 
     def deletes_failed(self, count: int) -> None:

@@ -17,7 +17,6 @@ import itertools
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,9 +25,11 @@ from functools import partial
 import tenacity
 
 from login_etl.core.model import Message, Outcome, Rejected
+from login_etl.core.reasons import Kind, row_refused, transform_failed
 from login_etl.core.transform import Transformer
 from login_etl.errors import RowRefused, TransientError
 from login_etl.intake import Inbox, Pollers
+from login_etl.logs import log_failure
 from login_etl.metrics import Metrics, NoMetrics
 from login_etl.ports import MAX_RECEIVE, CommitResult, MessageSource, Sink
 from login_etl.retry import BACKOFF_MAX_S, until_stopped
@@ -176,24 +177,19 @@ class Pipeline:
             return self._transform(message)
         except Exception as err:
             # A bug must not lose the message or block the queue: quarantine it, replayable.
-            # The frames only: the exception's text may quote the input, which may be PII.
-            log.error(
-                "transform of message %s failed (%s)\n%s",
-                message.message_id,
-                type(err).__name__,
-                "".join(traceback.format_tb(err.__traceback__)),
-            )
-            return self._transform.reject(
-                message, f"internal: transform failed ({type(err).__name__})"
-            )
+            log_failure(log, err, "transform of message %s failed", message.message_id)
+            return self._transform.reject(message, transform_failed(err))
 
-    def _commit(self, outcomes: Sequence[Outcome], messages: Sequence[Message]) -> CommitResult:
+    def _commit(
+        self, outcomes: Sequence[Outcome], messages: Sequence[Message], kinds: list[Kind]
+    ) -> CommitResult:
+        """Commit the outcomes; the kinds of rows refused one by one are added to `kinds`."""
         try:
             return self._retrying("commit")(self._sink.commit, outcomes)
         except RowRefused as err:
             log.warning("batch refused by the database (%s); committing one by one", err.sqlstate)
         results = [
-            self._commit_alone(outcome, message)
+            self._commit_alone(outcome, message, kinds)
             for outcome, message in zip(outcomes, messages, strict=True)
         ]
         return CommitResult(
@@ -202,17 +198,26 @@ class Pipeline:
             skipped=sum(r.skipped for r in results),
         )
 
-    def _commit_alone(self, outcome: Outcome, message: Message) -> CommitResult:
+    def _commit_alone(self, outcome: Outcome, message: Message, kinds: list[Kind]) -> CommitResult:
         try:
             return self._retrying("commit")(self._sink.commit, [outcome])
         except RowRefused as err:
             if isinstance(outcome, Rejected):
                 raise  # even the quarantine refused it: a schema problem, not a data one
-            reason = f"database: refused the row (SQLSTATE {err.sqlstate})"
-            log.warning("message %s rejected: %s", message.message_id, reason)
-            return self._retrying("commit")(
-                self._sink.commit, [self._transform.reject(message, reason)]
+            rejected = self._transform.reject(message, row_refused(err.sqlstate))
+            log.warning(
+                "message %s rejected: %s",
+                message.message_id,
+                rejected.reason,
+                extra={
+                    "message_id": message.message_id,
+                    "reason": rejected.reason,
+                    "kind": rejected.kind,
+                },
             )
+            result = self._retrying("commit")(self._sink.commit, [rejected])
+            kinds.append(rejected.kind)
+            return result
 
     def commit(self, messages: Sequence[Message]) -> CommitResult | None:
         """Transform and commit one batch (not delete it); None if shutdown came first, in
@@ -220,10 +225,10 @@ class Pipeline:
         batch_id = next(self._batch_ids)
         started = time.monotonic()
         outcomes = [self._outcome(m) for m in messages]
-        reasons = []
+        kinds: list[Kind] = []  # of the rejections, in order: the metric's labels
         for outcome in outcomes:
             if isinstance(outcome, Rejected):
-                reasons.append(outcome.reason)
+                kinds.append(outcome.kind)
                 log.info(
                     "message rejected: %s",
                     outcome.reason,
@@ -231,10 +236,11 @@ class Pipeline:
                         "batch_id": batch_id,
                         "message_id": outcome.message_id,
                         "reason": outcome.reason,
+                        "kind": outcome.kind,
                     },
                 )
         try:
-            result = self._commit(outcomes, messages)
+            result = self._commit(outcomes, messages, kinds)
         except TransientError:
             if not self.stop.is_set():
                 raise
@@ -247,7 +253,7 @@ class Pipeline:
             return None
         seconds = time.monotonic() - started
         self.stats.add(len(messages), result, 0)
-        self.metrics.batch(len(messages), result, seconds, reasons)
+        self.metrics.batch(len(messages), result, seconds, kinds)
         log.info(
             "batch %d: %d received, %d loaded, %d rejected, %d redeliveries skipped in %.0f ms",
             batch_id,
@@ -367,8 +373,8 @@ class Pipeline:
                     self.metrics.backlog(self._source.backlog())
             except TransientError as err:
                 log.warning("heartbeat: %s; trying again at the next beat", err)
-            except Exception:
-                log.exception("heartbeat failed; trying again at the next beat")
+            except Exception as err:
+                log_failure(log, err, "heartbeat failed; trying again at the next beat")
 
     def _extend_due(self, inbox: Inbox, timeout: int) -> None:
         with self._visibility_lock:

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from login_etl.adapters.postgres import QuarantineEntry, QuarantineStore
 from login_etl.core.masking import Masker, TinkSealer
 from login_etl.core.model import Message, Outcome
+from login_etl.core.reasons import transform_failed
 from login_etl.core.transform import Transformer
+from login_etl.logs import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,8 @@ def replay_quarantine(
         try:
             return transformer(message)
         except Exception as err:  # a bug must not block the replay: the message stays rejected
-            log.exception("transform of message %s failed", entry.message_id)
-            return transformer.reject(message, f"internal: transform failed ({type(err).__name__})")
+            log_failure(log, err, "replay: transform of message %s failed", entry.message_id)
+            return transformer.reject(message, transform_failed(err))
 
     wanted = None if message_ids is None else sorted(set(message_ids))
     report = ReplayReport(dry_run=dry_run)

@@ -45,7 +45,8 @@ def _child(
     settings = load_settings(**overrides)
     if settings.metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": settings.metrics_port + index})
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format)  # spawned: nothing is inherited
+    log.debug("worker %d started", index)
     metrics = PrometheusMetrics()
     try:
         with (

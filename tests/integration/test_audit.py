@@ -4,8 +4,9 @@ who, why and how many, and never a value, a token or a message id."""
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
+import os
+import pwd
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,8 @@ from tests.integration.conftest import count
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 DB = psycopg.Connection[tuple[Any, ...]]
 
+# The name of the uid the CLI runs as (the tests' own); what the audit must record as OS user.
+ME = pwd.getpwuid(os.geteuid()).pw_name
 IPS = ["203.0.113.7", "198.51.100.23", "2001:db8::1"]
 LONG_DEVICE_ID = "device-" + "é" * 200  # over 171 bytes: a vault token
 
@@ -59,7 +62,7 @@ def test_each_reveal_leaves_one_record_with_its_count_and_reason_and_no_value(
 ) -> None:
     tokens = [keys.masker.mask("ip", ip).token for ip in IPS]
     long_token = vault_token(db, keys, LONG_DEVICE_ID)
-    me = getpass.getuser()
+    me = ME
     (db_user,) = db.execute("SELECT current_user").fetchone() or ("?",)
 
     first = cli("reveal", "--field", "ip", "--reason", "TICKET-1 fraud check", *tokens)
@@ -158,7 +161,7 @@ def test_quarantine_show_needs_a_reason_and_leaves_one_record(
     shown = cli("quarantine", "show", "m-1", "--reason", "INC-7 app bug", "--requester", "ops")
     assert shown.returncode == 0, shown.stderr
     assert '"device_id": "dev-secret-1"' in shown.stdout
-    me = getpass.getuser()
+    me = ME
     [(requester, os_user, _db_user, action, field, values, reason)] = audit_rows(db)
     assert (requester, os_user, action, field, values, reason) == (
         "ops",
@@ -190,7 +193,8 @@ def test_audit_lists_the_records_newest_first(cli: Cli, db: DB, keys: KeyRing) -
     assert records[0]["action"] == "reveal"
     assert records[0]["field"] == "ip"
     assert records[0]["value_count"] == 1
-    assert records[0]["requester"] == getpass.getuser()
+    assert records[0]["requester"] == ME
+    assert records[0]["os_user"] == ME
     assert dt.datetime.fromisoformat(records[0]["at"]).tzinfo is not None
 
     newest = [
@@ -202,3 +206,29 @@ def test_audit_lists_the_records_newest_first(cli: Cli, db: DB, keys: KeyRing) -
     yesterday = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).date().isoformat()
     assert len(cli("audit", "--json", "--since", yesterday).stdout.splitlines()) == 2
     assert cli("audit", "--since", "17/05/2024").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("claim", "recorded"),
+    [("mallory", "mallory"), (ME, None), ("", None)],
+    ids=["someone else", "the uid's own name", "nothing"],
+)
+def test_the_os_user_is_the_uids_name_and_the_environment_only_a_claim(
+    cli: Cli, db: DB, keys: KeyRing, claim: str, recorded: str | None
+) -> None:
+    token = keys.masker.mask("ip", IPS[0]).token
+    env = {"USER": claim, "LOGNAME": claim}
+    assert cli("reveal", "--field", "ip", "--reason", "r", token, **env).returncode == 0
+    quarantine(db, keys, "m-1", body())
+    assert cli("quarantine", "show", "m-1", "--reason", "r", **env).returncode == 0
+
+    rows = db.execute(
+        "SELECT requester, os_user, os_user_claimed FROM login_etl.reveal_audit ORDER BY id"
+    ).fetchall()
+    # The default requester is the uid's name too: an environment variable names no one.
+    assert rows == [(ME, ME, recorded), (ME, ME, recorded)]
+
+    [record, _] = [json.loads(line) for line in cli("audit", "--json").stdout.splitlines()]
+    assert (record["os_user"], record["os_user_claimed"]) == (ME, recorded)
+    table = cli("audit", COLUMNS="250").stdout
+    assert (f"{ME} (env says mallory)" in table) == (recorded is not None)

@@ -62,7 +62,7 @@ def test_metrics_and_probes_answer_while_run_works_and_logs_are_json_without_pii
         assert status == 200
         assert metric(text, "login_etl_messages_loaded_total") == 117
         assert metric(text, "login_etl_messages_rejected_total") == 3
-        assert 'login_etl_messages_rejected_total{reason="user_id: required"} 3.0' in text
+        assert 'login_etl_messages_rejected_total{reason="user_id:required"} 3.0' in text
         assert metric(text, "login_etl_batch_seconds_count") >= 1
         assert "login_etl_queue_messages" in text
         assert get(base + "/nothing")[0] == 404
@@ -76,6 +76,7 @@ def test_metrics_and_probes_answer_while_run_works_and_logs_are_json_without_pii
     assert {"time", "level", "logger", "message", "received", "duration_ms"} <= set(batches[0])
     rejected = [r for r in records if r.get("reason")]
     assert len(rejected) == 3 and all("message_id" in r for r in rejected)
+    assert {r["kind"] for r in rejected} == {"user_id:required"}
     for text_body in bodies:
         item = json.loads(text_body)
         for field in ("ip", "device_id"):

@@ -4,6 +4,7 @@ masks them; the others keep their place with today's reason."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import subprocess
 import threading
 from collections.abc import Callable
@@ -14,10 +15,12 @@ import psycopg
 import pytest
 
 from login_etl.adapters.postgres import QuarantineStore, connect
+from login_etl.core.model import Message, Outcome
+from login_etl.core.transform import Transformer
 from login_etl.core.validate import Invalid, validate
 from login_etl.keys import KeyRing, create_key_file, load_key_file
 from login_etl.replay import replay_quarantine
-from tests.conftest import ABSENT, body
+from tests.conftest import ABSENT, VALID_EVENT, body
 from tests.integration.conftest import count
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -262,3 +265,28 @@ def test_ids_or_all_is_required(cli: Cli, db: DB, keys: KeyRing, args: list[str]
     assert result.returncode == 2
     assert "give MessageIds or --all" in result.stderr
     assert quarantined(db) == {"m-1": "old rule"}
+
+
+def test_a_transform_bug_is_logged_by_type_and_frames_never_by_its_text(
+    db: DB,
+    keys: KeyRing,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    marker = VALID_EVENT["ip"]  # an exception's text may quote the input it choked on
+
+    def broken_transform(self: Transformer, message: Message) -> Outcome:
+        raise ValueError(f"cannot mask ip {marker!r}")
+
+    quarantine(db, keys, "m-1", body())
+    monkeypatch.setattr(Transformer, "__call__", broken_transform)
+    with caplog.at_level(logging.DEBUG), connect(database_url) as conn:
+        report = replay_quarantine(QuarantineStore(conn), keys.masker, keys.sealer)
+    [reason] = report.still_rejected  # the message keeps its place, with the type only
+    assert "transform failed (ValueError)" in reason
+    [failure] = [r for r in caplog.records if "transform of message m-1" in r.getMessage()]
+    assert failure.exc_info is None
+    assert "(ValueError)" in failure.getMessage()
+    assert "in broken_transform" in failure.getMessage()  # the frames say where
+    assert marker not in caplog.text

@@ -240,7 +240,7 @@ def test_create_roles_refuses_roles_that_would_separate_nothing(
 ) -> None:
     with connect(database_url) as conn:
         superuser = conn.info.user
-        with pytest.raises(ConfigError, match="is a superuser or a member of the schema owner"):
+        with pytest.raises(ConfigError, match=f"{superuser} is a superuser"):
             migrate(conn, Roles(analyst=superuser, service=roles.service))
         # One transaction: the service role it had created and the schema are rolled back.
         assert (
@@ -255,7 +255,7 @@ def test_create_roles_refuses_roles_that_would_separate_nothing(
             )
         )
         conn.commit()
-        with pytest.raises(ConfigError, match="is a superuser or a member of the schema owner"):
+        with pytest.raises(ConfigError, match=f"is a member of {superuser}, which is a superuser"):
             migrate(conn, roles)
     with pytest.raises(ConfigError, match="must differ"):
         Roles(analyst="same", service="same")
@@ -294,3 +294,141 @@ def test_a_schema_owner_that_is_no_superuser_can_create_the_roles(
                     sql.Identifier(database), sql.Identifier(superuser)
                 )
             )
+
+
+# --- issue 9 (j): a role that sees everything whatever is granted is refused, changing nothing ---
+
+# Each: how the analyst role is made beforehand ({role}, and {mid}: a role between it and the
+# privilege), and what the one line says. {mid} is dropped afterwards.
+PRIVILEGED_ANALYSTS = {
+    "superuser": (["CREATE ROLE {role} SUPERUSER"], "{role} is a superuser"),
+    "BYPASSRLS": (["CREATE ROLE {role} BYPASSRLS"], "{role} has BYPASSRLS"),
+    "member of pg_read_all_data": (
+        ["CREATE ROLE {role} IN ROLE pg_read_all_data"],
+        "{role} is a member of pg_read_all_data, which is able to read or write every table",
+    ),
+    "member of pg_read_all_data through another role": (
+        ["CREATE ROLE {mid} IN ROLE pg_read_all_data", "CREATE ROLE {role} IN ROLE {mid}"],
+        "{role} is a member of pg_read_all_data",
+    ),
+    "member of pg_write_all_data": (
+        ["CREATE ROLE {role} IN ROLE pg_write_all_data"],
+        "{role} is a member of pg_write_all_data",
+    ),
+    "may only SET ROLE to a superuser": (
+        [
+            "CREATE ROLE {mid} SUPERUSER",
+            "CREATE ROLE {role}",
+            "GRANT {mid} TO {role} WITH INHERIT FALSE, SET TRUE",
+        ],
+        "{role} is a member of {mid}, which is a superuser",
+    ),
+    "member of a role with BYPASSRLS": (
+        ["CREATE ROLE {mid} BYPASSRLS", "CREATE ROLE {role} IN ROLE {mid}"],
+        "{role} is a member of {mid}, which has BYPASSRLS",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"), PRIVILEGED_ANALYSTS.values(), ids=PRIVILEGED_ANALYSTS.keys()
+)
+@pytest.mark.parametrize("which", ["analyst", "service"])
+def test_create_roles_refuses_a_role_that_sees_everything_and_changes_nothing(
+    cli: Cli, database_url: str, roles: Roles, setup: list[str], message: str, which: str
+) -> None:
+    mid = f"mid_{uuid.uuid4().hex[:8]}"
+    role, other = (
+        (roles.analyst, roles.service) if which == "analyst" else (roles.service, roles.analyst)
+    )
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            for statement in setup:
+                conn.execute(
+                    sql.SQL(statement).format(role=sql.Identifier(role), mid=sql.Identifier(mid))
+                )
+            before = conn.execute(
+                "SELECT r.*, ARRAY(SELECT roleid::regrole::text FROM pg_auth_members"
+                " WHERE member = r.oid ORDER BY 1) FROM pg_roles r WHERE rolname = %s",
+                (role,),
+            ).fetchone()
+        result = cli(
+            "migrate",
+            "--create-roles",
+            "--analyst-role",
+            roles.analyst,
+            "--service-role",
+            roles.service,
+        )
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"login-etl: --{which}-role: ")
+        assert message.format(role=role, mid=mid) in result.stderr
+        assert "docs/operations.md" in result.stderr
+        assert "Traceback" not in result.stderr
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            # One transaction: no schema, the other role not created, this one as it was.
+            assert conn.execute("SELECT to_regnamespace('login_etl')").fetchone() == (None,)
+            assert (
+                conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (other,)).fetchone()
+                is None
+            )
+            after = conn.execute(
+                "SELECT r.*, ARRAY(SELECT roleid::regrole::text FROM pg_auth_members"
+                " WHERE member = r.oid ORDER BY 1) FROM pg_roles r WHERE rolname = %s",
+                (role,),
+            ).fetchone()
+        assert after == before
+    finally:
+        drop_roles(database_url, [role, mid])
+
+
+def test_create_roles_accepts_a_plain_existing_role(
+    cli: Cli, database_url: str, roles: Roles, make_user: MakeUser
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(roles.analyst)))
+    result = cli(
+        "migrate",
+        "--create-roles",
+        "--analyst-role",
+        roles.analyst,
+        "--service-role",
+        roles.service,
+    )
+    assert result.returncode == 0, result.stderr
+    assert denied(make_user(roles.analyst), "SELECT * FROM login_etl.reveal_audit")
+
+
+def test_create_roles_refuses_an_analyst_that_reaches_login_etl_through_a_group(
+    database_url: str, roles: Roles
+) -> None:
+    readers = f"readers_{uuid.uuid4().hex[:8]}"
+    try:
+        with connect(database_url) as conn:
+            migrate(conn)
+            for statement in (
+                "CREATE ROLE {readers}",
+                "GRANT USAGE ON SCHEMA login_etl TO {readers}",
+                "GRANT SELECT ON login_etl.rejected_messages TO {readers}",
+                "CREATE ROLE {analyst} IN ROLE {readers}",
+            ):
+                conn.execute(
+                    sql.SQL(statement).format(
+                        readers=sql.Identifier(readers), analyst=sql.Identifier(roles.analyst)
+                    )
+                )
+            conn.commit()
+            with pytest.raises(
+                ConfigError, match=f"is a member of {readers}, which has USAGE on schema login_etl"
+            ):
+                migrate(conn, roles)
+            conn.rollback()
+            assert (
+                conn.execute(
+                    "SELECT 1 FROM pg_roles WHERE rolname = %s", (roles.service,)
+                ).fetchone()
+                is None
+            )
+    finally:
+        drop_roles(database_url, [readers])

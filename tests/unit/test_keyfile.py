@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +16,11 @@ from hypothesis import strategies as st
 from tink import aead, secret_key_access
 from tink import json_proto_keyset_format as keyset_json
 
+from login_etl.cli import main
 from login_etl.core.masking import key_id_of, token_key_id
 from login_etl.errors import KeyFileError, LoginEtlError, RevealError
-from login_etl.keys import create_key_file, load_key_file, write_key_file
-from login_etl.keys.keyfile import TEMPLATES, new_key_file
+from login_etl.keys import create_key_file, load_key_file, read_key_file, write_key_file
+from login_etl.keys.keyfile import MAX_BYTES, TEMPLATES, new_key_file
 from login_etl.keys.rotation import DISABLED, ENABLED, describe, rotated, with_status
 
 _RING = new_key_file().ring()
@@ -163,3 +167,363 @@ def test_every_token_names_the_primary_key(plaintext: str) -> None:
     assert token_key_id(ring.masker.mask("device_id", plaintext).token) == ring.masking_primary
     assert key_id_of(ring.sealer.seal("m-1", plaintext)) == ring.quarantine_primary
     assert token_key_id("~" + "A" * 43) is None
+
+
+# --- issue 9 (e): any malformed key file is one line naming it, exit 2, no key material ---
+
+
+def _good_document() -> dict[str, Any]:
+    return json.loads(
+        json.dumps(
+            {
+                "format": "login-etl-keys",
+                "version": 2,
+                "keysets": {
+                    name: json.loads(keyset_json.serialize(handle, secret_key_access.TOKEN))
+                    for name, handle in new_key_file().keysets.items()
+                },
+            }
+        )
+    )
+
+
+_GOOD = _good_document()
+_SECRETS = [
+    key["keyData"]["value"] for keyset in _GOOD["keysets"].values() for key in keyset["key"]
+]
+
+
+def _with(**fields: Any) -> bytes:
+    return json.dumps({**_GOOD, **fields}).encode()
+
+
+def _without(field: str) -> bytes:
+    return json.dumps({k: v for k, v in _GOOD.items() if k != field}).encode()
+
+
+def _masking(keyset: Any) -> bytes:
+    return _with(keysets={**_GOOD["keysets"], "masking": keyset})
+
+
+def _masking_key(**fields: Any) -> bytes:
+    keyset = _GOOD["keysets"]["masking"]
+    key = keyset["key"][0]
+    return _masking({**keyset, "key": [{**key, "keyData": {**key["keyData"], **fields}}]})
+
+
+# Each: the file's bytes, and what the one line must say. Cases marked (was a traceback) raised
+# UnicodeDecodeError, AttributeError, RecursionError or ValueError before issue 9.
+MALFORMED: dict[str, tuple[bytes, str]] = {
+    "not UTF-8 (was a traceback)": (b'{"format": "\xff\xfe"}', "is not UTF-8 text"),
+    "Latin-1 (was a traceback)": ('{"x": "é"}'.encode("latin-1"), "is not UTF-8 text"),
+    "empty": (b"", "is not JSON"),
+    "NUL": (b"\x00", "is not JSON"),
+    "not JSON": (b"{not json", "is not JSON"),
+    "a list": (b"[]", "is not a login-etl key file"),
+    "a string": (b'"keys"', "is not a login-etl key file"),
+    "null": (b"null", "is not a login-etl key file"),
+    "another format": (b'{"format": "other"}', "is not a login-etl key file"),
+    "a repeated key": (
+        b'{"format": "login-etl-keys", "format": "login-etl-keys"}',
+        "names one key twice",
+    ),
+    "nesting 100,000 deep (was a traceback)": (b"[" * 100_000 + b"]" * 100_000, "nesting too deep"),
+    "deep inside keysets (was a traceback)": (
+        b'{"format": "login-etl-keys", "version": 2, "keysets": '
+        + b'{"a": ' * 100_000
+        + b"1"
+        + b"}" * 100_001,
+        "nesting too deep",
+    ),
+    "a 5,000-digit number (was a traceback)": (
+        b'{"format": "login-etl-keys", "version": ' + b"9" * 5000 + b"}",
+        "a number too long",
+    ),
+    "no version": (_without("version"), "has a version that is null"),
+    "version 9": (_with(version=9), "has version 9"),
+    "version as a string": (_with(version="2"), "has a version that is a string"),
+    "version 2.0": (_with(version=2.0), "has a version that is a number"),
+    "version true": (_with(version=True), "has a version that is a boolean"),
+    "version NaN": (_with(version=float("nan")), "has a version that is a number"),
+    "a huge version": (_with(version=10**40), "has a version out of range"),
+    "no keysets": (_without("keysets"), "has no keysets"),
+    "keysets a list (was a traceback)": (_with(keysets=[]), "keysets is a list"),
+    "keysets a string (was a traceback)": (_with(keysets="x"), "keysets is a string"),
+    "keysets null (was a traceback)": (_with(keysets=None), "keysets is null"),
+    "no masking keyset": (_with(keysets={"quarantine": {}}), "has no 'masking' keyset"),
+    "a keyset a string": (_masking("CMjX"), "the 'masking' keyset is a string"),
+    "a keyset a list": (_masking([]), "the 'masking' keyset is a list"),
+    "a keyset a number": (_masking(5), "the 'masking' keyset is a number"),
+    "an empty keyset": (_masking({}), "the 'masking' keyset is malformed"),
+    "key not a list": (_masking({"primaryKeyId": 1, "key": "x"}), "is malformed"),
+    "primaryKeyId a string": (
+        _masking({**_GOOD["keysets"]["masking"], "primaryKeyId": "x"}),
+        "is malformed",
+    ),
+    "primaryKeyId 10**40": (
+        _masking({**_GOOD["keysets"]["masking"], "primaryKeyId": 10**40}),
+        "is malformed",
+    ),
+    "primaryKeyId 1e999": (
+        _masking({**_GOOD["keysets"]["masking"], "primaryKeyId": 1e999}),
+        "is malformed",
+    ),
+    "key value base64 garbage": (_masking_key(value="%%%%"), "not a usable AES256-SIV key"),
+    "key value a number": (_masking_key(value=5), "is malformed"),
+    "swapped keysets": (
+        _with(
+            keysets={
+                "masking": _GOOD["keysets"]["quarantine"],
+                "quarantine": _GOOD["keysets"]["masking"],
+            }
+        ),
+        "not a usable AES256-SIV key",
+    ),
+    "wrapped keyset in a cleartext file": (_masking({"encryptedKeyset": 5}), "names no KMS key"),
+    "kms_key_uri a number": (_with(kms_key_uri=5), "kms_key_uri is a number"),
+    "kms_key_uri empty": (_with(kms_key_uri=""), "kms_key_uri is not an aws-kms://"),
+    "kms_key_uri not a key URI": (_with(kms_key_uri="nope"), "kms_key_uri is not an aws-kms://"),
+    "created_at an object": (_with(created_at={"a": 1}), "created_at is an object"),
+}
+
+
+def _write(tmp_path: Path, content: bytes) -> Path:
+    path = tmp_path / "k.json"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    return path
+
+
+def _one_clean_line(text: str, path: Path) -> None:
+    assert text.count("\n") <= 1, text
+    assert str(path) in text
+    assert "Traceback" not in text
+    for secret in _SECRETS:
+        assert secret not in text
+        assert secret[:12] not in text
+
+
+@pytest.mark.parametrize(("content", "message"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_key_file_is_one_error_naming_it(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = _write(tmp_path, content)
+    with pytest.raises(KeyFileError, match=message) as info:
+        load_key_file(path)
+    _one_clean_line(str(info.value), path)
+
+
+@pytest.mark.parametrize(("content", "message"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_keys_list_on_a_malformed_key_file_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    path = _write(tmp_path, content)
+    assert main(["keys", "list", "--keyset-file", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert message in captured.err
+    assert captured.err.startswith("login-etl: ")
+    _one_clean_line(captured.err, path)
+
+
+def _not_a_file(tmp_path: Path, kind: str) -> Path:
+    if kind == "a directory":
+        return tmp_path
+    if kind == "a FIFO":
+        os.mkfifo(tmp_path / "fifo")  # must not hang the command
+        return tmp_path / "fifo"
+    if kind == "under a file":
+        (tmp_path / "file").write_text("{}")
+        return tmp_path / "file" / "k.json"
+    if kind == "unreadable":
+        if os.geteuid() == 0:
+            pytest.skip("root reads a file of mode 000")
+        path = _write(tmp_path, json.dumps(_GOOD).encode())
+        path.chmod(0)
+        return path
+    path = tmp_path / "huge.json"  # kind == "too large": sparse, costs no disk
+    with path.open("wb") as huge:
+        huge.truncate(MAX_BYTES + 1)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("a directory", "is a directory"),
+        ("a FIFO", "is not a regular file"),
+        ("under a file", "cannot read key file"),
+        ("unreadable", "cannot read key file"),
+        ("too large", f"is larger than {MAX_BYTES} bytes"),
+    ],
+)
+def test_a_key_file_path_that_is_no_readable_file_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, message: str
+) -> None:
+    path = _not_a_file(tmp_path, kind)
+    with pytest.raises(KeyFileError, match=message):
+        load_key_file(path)
+    assert main(["keys", "list", "--keyset-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    _one_clean_line(err, path)
+
+
+def test_a_byte_order_mark_is_harmless(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"\xef\xbb\xbf" + json.dumps(_GOOD).encode())
+    assert load_key_file(path).masker.mask("ip", "1.2.3.4").token
+
+
+@pytest.mark.parametrize(
+    "keyset",
+    [
+        {"encryptedKeyset": 5},
+        {"encryptedKeyset": None},
+        {"encryptedKeyset": "!!!"},
+        {"encryptedKeyset": "AAAA", "keysetInfo": "x"},
+    ],
+    ids=["a number", "null", "not base64", "keysetInfo a string"],
+)
+def test_a_wrapped_keyset_of_the_wrong_shape_does_not_unwrap(
+    tmp_path: Path, kek: Any, keyset: dict[str, Any]
+) -> None:
+    path = tmp_path / "k.json"
+    create_key_file(path, kms_key_uri=URI, kms=lambda uri: kek)
+    doc = json.loads(path.read_text())
+    doc["keysets"]["masking"] = keyset
+    path.write_text(json.dumps(doc))
+    with pytest.raises(KeyFileError, match="'masking' keyset does not unwrap") as info:
+        load_key_file(path, kms=lambda uri: kek)
+    _one_clean_line(str(info.value), path)
+
+
+# --- issue 9 (f): commands that rewrite the file write a symlink's target, under a lock ---
+
+
+def _masking_keys(path: Path) -> list[int]:
+    return [k.key_id for k in describe(read_key_file(path).keysets["masking"])]
+
+
+def _status(path: Path, key_id: int) -> str:
+    return {k.key_id: k.status for k in describe(read_key_file(path).keysets["masking"])}[key_id]
+
+
+@pytest.fixture
+def linked(tmp_path: Path) -> tuple[Path, Path]:
+    """A key file in secrets/, and a link to it in app/ (as a mounted Secret is)."""
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "app").mkdir()
+    target = tmp_path / "secrets" / "keys.json"
+    create_key_file(target)
+    link = tmp_path / "app" / "keys.json"
+    link.symlink_to(target)
+    return link, target
+
+
+def _leaves_the_link(link: Path, target: Path) -> None:
+    assert link.is_symlink()
+    assert link.resolve() == target
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in link.parent.iterdir()) == ["keys.json"]
+    # Beside the target: the file and its lock, no temporary file left.
+    assert sorted(p.name for p in target.parent.iterdir()) == ["keys.json", "keys.json.lock"]
+
+
+def test_keys_rotate_enable_disable_on_a_symlink_write_its_target(
+    linked: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link, target = linked
+    first = _masking_keys(target)
+    assert main(["keys", "rotate", "--keyset", "masking", "--keyset-file", str(link)]) == 0
+    _leaves_the_link(link, target)
+    assert _masking_keys(target)[:1] == first
+    assert len(_masking_keys(target)) == 2
+
+    monkeypatch.setattr("login_etl.cli.keys._usage", lambda database_url: [])  # nothing stored
+    assert main(["keys", "disable", str(first[0]), "--keyset-file", str(link)]) == 0
+    _leaves_the_link(link, target)
+    assert _status(target, first[0]) == "DISABLED"
+
+    assert main(["keys", "enable", str(first[0]), "--keyset-file", str(link)]) == 0
+    _leaves_the_link(link, target)
+    assert _status(target, first[0]) == "ENABLED"
+
+
+def test_keys_wrap_on_a_symlink_writes_its_target(
+    linked: tuple[Path, Path], kek: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link, target = linked
+    before = read_key_file(target).ring()
+    monkeypatch.setattr("login_etl.keys.keyfile._default_kms", lambda uri: kek)
+    assert main(["keys", "wrap", "--kms-key-uri", URI, "--keyset-file", str(link)]) == 0
+    _leaves_the_link(link, target)
+    after = load_key_file(target, kms=lambda uri: kek, required_kms_key_uri=URI)
+    assert after.masking_primary == before.masking_primary
+    assert "encryptedKeyset" in json.loads(target.read_text())["keysets"]["masking"]
+
+
+def test_write_key_file_follows_a_relative_symlink_across_directories(
+    linked: tuple[Path, Path],
+) -> None:
+    link, target = linked
+    link.unlink()
+    link.symlink_to(Path("..") / "secrets" / "keys.json")  # relative to the link's directory
+    key_file = read_key_file(link)
+    write_key_file(
+        link,
+        key_file.with_keysets(masking=rotated(key_file.keysets["masking"], TEMPLATES["masking"])),
+        overwrite=True,
+    )
+    assert link.is_symlink()
+    assert len(_masking_keys(target)) == 2
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["to a key file", "dangling"])
+def test_keys_create_never_writes_through_a_symlink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dangling: bool
+) -> None:
+    target = tmp_path / "keys.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    if not dangling:
+        create_key_file(target)
+    before = target.read_bytes() if not dangling else None
+    assert main(["keys", "create", "--out", str(link)]) == 1
+    assert "already exists; it is never overwritten" in capsys.readouterr().err
+    assert link.is_symlink()
+    assert (target.read_bytes() if not dangling else None) == before
+    assert dangling != target.exists()
+
+
+_ROTATIONS = 6
+_ROTATE = """
+import sys
+from login_etl.cli import main
+for _ in range({n}):
+    assert main(["keys", "rotate", "--keyset", "masking", "--keyset-file", sys.argv[1]]) == 0
+"""
+
+
+def test_concurrent_rotations_lose_no_key(linked: tuple[Path, Path]) -> None:
+    link, target = linked
+    before = _masking_keys(target)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIN_ETL_")}
+    # Four writers, two through the link and two through the target: one lock for both.
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ROTATE.format(n=_ROTATIONS), str(path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for path in (link, target, link, target)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    after = _masking_keys(target)
+    assert after[:1] == before
+    assert len(set(after)) == 1 + 4 * _ROTATIONS
+    _leaves_the_link(link, target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -12,7 +13,7 @@ from login_etl.core.transform import Transformer
 from login_etl.keys import KeyRing
 from login_etl.pipeline import Pipeline
 from login_etl.testing import MemoryQueue, MemorySink
-from tests.conftest import body
+from tests.conftest import VALID_EVENT, body
 
 
 class Clock:
@@ -152,6 +153,27 @@ def test_a_transform_bug_quarantines_the_message_instead_of_stopping(
     assert (
         next(iter(sink.rejections.values())).reason == "internal: transform failed (RuntimeError)"
     )
+
+
+def test_a_transform_bug_is_logged_by_type_and_frames_never_by_its_text(
+    queue: MemoryQueue, keys: KeyRing, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = VALID_EVENT["ip"]  # an exception's text may quote the input it choked on
+
+    class Broken(Transformer):
+        def __call__(self, message: Message):  # type: ignore[no-untyped-def]
+            raise ValueError(f"cannot mask ip {marker!r}")
+
+    queue.send(body())
+    with caplog.at_level(logging.DEBUG):
+        Pipeline(queue, MemorySink(), Broken(keys.masker, keys.sealer), batch_wait_s=0).run(
+            until_empty=True
+        )
+    [failure] = [r for r in caplog.records if "transform of message" in r.getMessage()]
+    assert failure.exc_info is None
+    assert "(ValueError)" in failure.getMessage()
+    assert "in __call__" in failure.getMessage()  # the frames say where
+    assert marker not in caplog.text
 
 
 def test_the_same_message_twice_in_one_batch_loads_once(queue: MemoryQueue, keys: KeyRing) -> None:

@@ -20,12 +20,14 @@ from tink import aead
 from tink.integration import awskms
 
 from login_etl.adapters.sqs import EMULATOR_CREDENTIALS, is_aws_host
-from login_etl.config import KMS_KEY_URI
-from login_etl.errors import KeyFileError, KmsUnavailable
+from login_etl.config import KMS_KEY_URI, endpoint_problem
+from login_etl.errors import ConfigError, KeyFileError, KmsUnavailable
 
 _CONFIG = botocore.config.Config(
     connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
 )
+# Where boto3 may have found the KMS endpoint.
+_ENDPOINT_SETTING = "AWS_ENDPOINT_URL_KMS (or AWS_ENDPOINT_URL, or endpoint_url in the AWS config)"
 # KMS's answers worth retrying; any other 4xx means "this key will not do it" (wrong or disabled
 # key, missing permission, bad request) and no retry will help.
 _TRANSIENT = (
@@ -50,8 +52,23 @@ def region_of(key_uri: str) -> str:
 
 def kms_client(key_uri: str, session: boto3.session.Session | None = None) -> Any:
     """A boto3 KMS client for the key's region, through boto3's own endpoint lookup."""
-    session = session or boto3.session.Session()
     region = region_of(key_uri)
+    try:
+        client = _kms_client(region, session or boto3.session.Session())
+    except botocore.exceptions.ProfileNotFound as err:
+        raise ConfigError(f"AWS_PROFILE: {err}") from None
+    except botocore.exceptions.BotoCoreError as err:  # e.g. an AWS config file it cannot parse
+        raise ConfigError(f"AWS configuration: {err}") from None
+    except ValueError:  # botocore's own check of the endpoint URL
+        raise ConfigError(f"{_ENDPOINT_SETTING}: is not a valid endpoint URL") from None
+    # botocore leaves a bad port to the first request, where it would be a traceback.
+    problem = endpoint_problem(client.meta.endpoint_url, "http(s) URL")
+    if problem:
+        raise ConfigError(f"{_ENDPOINT_SETTING}: {problem}")
+    return client
+
+
+def _kms_client(region: str, session: boto3.session.Session) -> Any:
     client = session.client("kms", region_name=region, config=_CONFIG)
     host = urlsplit(client.meta.endpoint_url).hostname or ""
     if not is_aws_host(host) and session.get_credentials() is None:

@@ -1,24 +1,36 @@
-"""SQS message source over boto3.
+"""SQS message source over boto3, and the one factory of SQS clients.
 
 Translates botocore errors into login-etl's: unreachable or throttled → SourceUnavailable
-(retry), missing queue or denied access → SourceError (stop).
+(retry), missing queue or denied access → SourceError (stop), an endpoint that does not speak
+the protocol in use → SqsProtocolError (stop, naming LOGIN_ETL_SQS_PROTOCOL).
+
+SQS has two wire protocols. botocore speaks JSON since 1.31.81; emulators from before 2023
+(LocalStack 1.x, the exercise's image) speak only the older query protocol and answer every
+JSON request with an XML error. `sqs_client` builds a client for either; with `auto` it starts
+with JSON and, at the first answer showing that the endpoint does not speak it, uses the query
+protocol for that endpoint for the rest of the process, replaying the refused call.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
+import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
 
 from login_etl.core.model import Message
-from login_etl.errors import ConfigError, SourceError, SourceUnavailable
+from login_etl.errors import ConfigError, SourceError, SourceUnavailable, SqsProtocolError
 from login_etl.ports import MAX_RECEIVE, Backlog
 
 if TYPE_CHECKING:
@@ -122,6 +134,262 @@ def _chunks(items: Sequence[Message], size: int) -> Iterator[Sequence[Message]]:
         yield items[start : start + size]
 
 
+# -- wire protocol --------------------------------------------------------------------------------
+
+SqsProtocol = Literal["auto", "json", "query"]
+WireProtocol = Literal["json", "query"]
+
+PROTOCOL_SETTING = "LOGIN_ETL_SQS_PROTOCOL (--sqs-protocol)"
+# botocore's SQS model as botocore 1.31.80 shipped it, the last with "protocol": "query": a
+# botocore Loader search-path root (sqs/2012-11-05/service-2.json). Licence: its NOTICE.
+QUERY_MODEL_DIR = Path(__file__).with_name("sqs_query_model")
+
+# Enough of an answer to tell XML, HTML and JSON apart, past an XML declaration's whitespace.
+_SNIFF_BYTES = 64
+# What LocalStack 1.x answers to a JSON-protocol request (HTTP 500, "Operation detection failed.
+# Missing Action in request for query-protocol service"), whatever the format around it.
+_REFUSAL_MARKERS = (b"Missing Action", b"Operation detection failed")
+# Error codes of an endpoint that did not find the operation in a JSON request.
+_UNKNOWN_OPERATION = frozenset(
+    {"UnknownOperationException", "UnknownOperation", "InvalidAction", "MissingAction"}
+)
+_XML_MESSAGE = re.compile(rb"<Message>(.*?)</Message>", re.DOTALL)
+# How much of the endpoint's own error message an SqsProtocolError quotes.
+_DETAIL_CHARS = 160
+
+
+def answer_format(body: bytes) -> Literal["json", "xml", "html", "other"]:
+    """The format of an HTTP answer's body, from its first bytes."""
+    head = body[:_SNIFF_BYTES].lstrip().lower()
+    if head.startswith(b"{"):
+        return "json"
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "html"
+    return "xml" if head.startswith(b"<") else "other"
+
+
+def _json_error_code(body: bytes) -> str:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(parsed, dict):
+        return ""
+    code = parsed.get("__type") or parsed.get("code") or parsed.get("Code") or ""
+    return str(code).rpartition("#")[2]  # "com.amazon.coral.service#UnknownOperationException"
+
+
+def refuses(sent: WireProtocol, status: int, body: bytes) -> bool:
+    """Whether this answer to a `sent`-protocol request shows that the endpoint does not speak
+    that protocol.
+
+    A JSON request answered in XML (success or error), with LocalStack 1.x's "Missing Action",
+    or with an unknown-operation error; a query request answered in JSON. An HTML page (a
+    proxy's 502) or an empty body says nothing about the protocol: such an answer stays an
+    ordinary error, retried or not by its status.
+    """
+    form = answer_format(body)
+    if sent == "query":
+        return form == "json"
+    if form == "xml":
+        return True
+    if status < 400:
+        return False
+    if any(marker in body for marker in _REFUSAL_MARKERS):
+        return True
+    return form == "json" and _json_error_code(body) in _UNKNOWN_OPERATION
+
+
+def error_detail(status: int, body: bytes) -> str:
+    """`HTTP 500: <the endpoint's message>`, on one line and short, for an SqsProtocolError."""
+    message = b""
+    if answer_format(body) == "json":
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            message = str(parsed.get("message") or parsed.get("Message") or "").encode()
+    elif found := _XML_MESSAGE.search(body):
+        message = found.group(1)
+    text = " ".join(message.decode("utf-8", "replace").split())
+    if len(text) > _DETAIL_CHARS:
+        text = text[: _DETAIL_CHARS - 1] + "…"
+    return f"HTTP {status}: {text}" if text else f"HTTP {status}"
+
+
+def _public(url: str) -> str:
+    """The endpoint as scheme://host:port, without any user or password in it."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+class _Refused(Exception):
+    """An answer showed that the endpoint does not speak the protocol of the request.
+
+    Raised in botocore's before-parse event, so that botocore neither parses nor retries the
+    answer; ProtocolClient turns it into a switch or an SqsProtocolError: it never leaves this
+    module.
+    """
+
+    def __init__(self, sent: WireProtocol, detail: str) -> None:
+        super().__init__(detail)
+        self.sent = sent
+        self.detail = detail
+
+
+def _check_answers(sent: WireProtocol) -> Callable[..., None]:
+    def check(response_dict: dict[str, Any], **_: Any) -> None:
+        body = response_dict.get("body")
+        status = int(response_dict.get("status_code", 0))
+        if isinstance(body, bytes) and refuses(sent, status, body):
+            raise _Refused(sent, error_detail(status, body))
+
+    return check
+
+
+class _QueryOnlyEndpoints:
+    """Endpoints found, in this process, to speak only the query protocol."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._endpoints: set[str] = set()
+
+    def __contains__(self, endpoint: str) -> bool:
+        return endpoint in self._endpoints
+
+    def add(self, endpoint: str, refused: _Refused) -> None:
+        """Record it, and log it once per endpoint however many calls found it at once."""
+        with self._lock:
+            if endpoint in self._endpoints:
+                return
+            self._endpoints.add(endpoint)
+        log.info(
+            "the SQS endpoint %s does not speak SQS's JSON protocol (%s); using the query "
+            "protocol from now on (LOGIN_ETL_SQS_PROTOCOL=auto)",
+            endpoint,
+            refused.detail,
+            extra={"sqs_endpoint": endpoint, "sqs_protocol": "query"},
+        )
+
+    def clear(self) -> None:
+        """Forget what was found (for tests)."""
+        with self._lock:
+            self._endpoints.clear()
+
+
+QUERY_ONLY_ENDPOINTS = _QueryOnlyEndpoints()
+
+_query_session_lock = threading.Lock()
+_query_session: boto3.session.Session | None = None
+
+
+def _query_protocol_session() -> boto3.session.Session:
+    """A boto3 session whose botocore Loader finds the vendored query-protocol SQS model before
+    botocore's own; one per process (its model is loaded once). Call under _query_session_lock:
+    sessions are not thread-safe."""
+    global _query_session  # noqa: PLW0603 - one loaded model per process
+    if _query_session is None:
+        core = botocore.session.get_session()
+        loader = core.get_component("data_loader")
+        loader.search_paths.insert(0, str(QUERY_MODEL_DIR))
+        _query_session = boto3.session.Session(botocore_session=core)
+    return _query_session
+
+
+def _make_client(
+    wire: WireProtocol, session: boto3.session.Session | None, client_args: dict[str, Any]
+) -> Any:
+    if wire == "query":
+        with _query_session_lock:
+            return _query_protocol_session().client("sqs", **client_args)
+    return (session or boto3.session.Session()).client("sqs", **client_args)
+
+
+class ProtocolClient:
+    """An SQS client that speaks the wire protocol chosen, or found with `auto`.
+
+    Every operation goes through `_call`: a call refused for its protocol raises
+    SqsProtocolError, or with `auto` switches the endpoint to the query protocol (for every
+    client in the process) and is replayed, so no receive or delete is lost. Thread-safe, as
+    botocore clients are.
+    """
+
+    def __init__(self, protocol: SqsProtocol, make: Callable[[WireProtocol], Any]) -> None:
+        self._protocol = protocol
+        self._make = make
+        self._lock = threading.Lock()
+        self._clients: dict[WireProtocol, Any] = {}
+        first = self._client("query" if protocol == "query" else "json")
+        self.endpoint = _public(str(first.meta.endpoint_url))
+
+    @property
+    def wire(self) -> WireProtocol:
+        """The protocol the next call uses."""
+        if self._protocol == "auto":
+            return "query" if self.endpoint in QUERY_ONLY_ENDPOINTS else "json"
+        return self._protocol
+
+    def _client(self, wire: WireProtocol) -> Any:
+        client = self._clients.get(wire)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(wire)
+                if client is None:
+                    client = self._make(wire)
+                    # First, so that a refused answer is neither parsed nor retried.
+                    client.meta.events.register_first("before-parse.sqs", _check_answers(wire))
+                    self._clients[wire] = client
+        return client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client(self.wire), name)
+        if name.startswith("_") or not callable(attribute):
+            return attribute  # meta, exceptions
+        return functools.partial(self._call, name)
+
+    def _call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        wire = self.wire
+        try:
+            return getattr(self._client(wire), name)(*args, **kwargs)
+        except _Refused as refused:
+            if self._protocol != "auto" or wire == "query":
+                raise SqsProtocolError(self._mismatch(refused)) from None
+            QUERY_ONLY_ENDPOINTS.add(self.endpoint, refused)
+        try:
+            return getattr(self._client("query"), name)(*args, **kwargs)
+        except _Refused as refused:
+            raise SqsProtocolError(self._mismatch(refused)) from None
+
+    def _mismatch(self, refused: _Refused) -> str:
+        if self._protocol == "auto":
+            return (
+                f"{PROTOCOL_SETTING} is auto, but the SQS endpoint {self.endpoint} answers "
+                f"neither SQS's JSON nor its query protocol ({refused.detail}); check that "
+                "LOGIN_ETL_QUEUE_URL (or AWS_ENDPOINT_URL) names an SQS endpoint"
+            )
+        other = "json" if self._protocol == "query" else "query"
+        name = "JSON" if self._protocol == "json" else "query"
+        return (
+            f"{PROTOCOL_SETTING} is {self._protocol}, but the SQS endpoint {self.endpoint} does "
+            f"not speak SQS's {name} protocol ({refused.detail}); set it to auto or {other}"
+        )
+
+
+def sqs_client(
+    protocol: SqsProtocol,
+    *,
+    session: boto3.session.Session | None = None,
+    **client_args: Any,
+) -> SQSClient:
+    """The one way login-etl builds an SQS client: boto3's `client("sqs", **client_args)`,
+    speaking `protocol` (auto, json or query). `session` serves the JSON protocol; the query
+    protocol has its own session, with the vendored model."""
+    client = ProtocolClient(protocol, lambda wire: _make_client(wire, session, client_args))
+    return cast("SQSClient", client)
+
+
 class SqsSource:
     """Receives, deletes and releases messages of one queue."""
 
@@ -136,6 +404,8 @@ class SqsSource:
             session = boto3.session.Session()
         except botocore.exceptions.ProfileNotFound as err:
             raise ConfigError(f"AWS_PROFILE: {err}") from None
+        except botocore.exceptions.BotoCoreError as err:  # e.g. an AWS config file it cannot parse
+            raise ConfigError(f"AWS configuration: {err}") from None
         config = botocore.config.Config(
             # botocore's standard mode retries throttling and 5xx with jittered backoff; longer
             # outages surface as SourceUnavailable and the pipeline backs off.
@@ -149,7 +419,12 @@ class SqsSource:
             parameter_validation=False,
         )
         try:
-            client = session.client("sqs", config=config, **client_kwargs(settings, session))
+            client = sqs_client(
+                settings.sqs_protocol,
+                session=session,
+                config=config,
+                **client_kwargs(settings, session),
+            )
         except botocore.exceptions.BotoCoreError as err:
             raise ConfigError(f"AWS configuration: {err}") from None
         return cls(client, settings.queue_url, visibility_timeout=settings.visibility_timeout)

@@ -8,25 +8,26 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import botocore.config
 
+from login_etl.adapters.sqs import SqsProtocol, sqs_client
 from login_etl.demo.data import SEND_BATCH
 
 # Parallel SendMessageBatch calls when filling a queue.
 PUBLISHERS = 16
 
 
-def sqs_client(endpoint_url: str, connections: int) -> Any:
-    return boto3.client(
-        "sqs",
+def client(endpoint_url: str, connections: int, protocol: SqsProtocol = "auto") -> Any:
+    """An SQS client for the emulator under test, which accepts any credentials."""
+    return sqs_client(
+        protocol,
         endpoint_url=endpoint_url,
         region_name="us-east-1",
-        aws_access_key_id="test",  # an emulator accepts any credentials
-        aws_secret_access_key="test",  # noqa: S106
         config=botocore.config.Config(
             max_pool_connections=connections, retries={"mode": "standard", "max_attempts": 10}
         ),
+        aws_access_key_id="test",  # an emulator accepts any credentials
+        aws_secret_access_key="test",  # noqa: S106
     )
 
 

@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from login_etl.adapters.postgres import connect, migrate
+from login_etl.adapters.sqs import SqsProtocol
 from login_etl.bench import cpu, queues, stages
 from login_etl.core.model import Message
 from login_etl.core.transform import Transformer
@@ -32,6 +33,7 @@ from login_etl.keys import create_key_file, load_key_file, read_key_file
 class BenchOptions:
     endpoint_url: str
     database_url: str | None  # None: start an embedded PostgreSQL
+    sqs_protocol: SqsProtocol = "auto"
     messages: int = 20_000
     malformed_pct: float = 3.0
     pollers: int = 8
@@ -168,6 +170,7 @@ def _drain(
         "LOGIN_ETL_POLLERS": str(o.pollers),
         "LOGIN_ETL_BATCH_SIZE": str(o.batch_size),
         "LOGIN_ETL_LOG_LEVEL": "WARNING",
+        "LOGIN_ETL_SQS_PROTOCOL": o.sqs_protocol,
     }
     command = [sys.executable, "-m", "login_etl", "run", "--until-empty"]
     if o.processes > 1:
@@ -255,8 +258,10 @@ def run_bench(options: BenchOptions) -> BenchReport:
         if options.stages_only:
             return report
         threads = options.pollers * options.processes
-        client = queues.sqs_client(
-            options.endpoint_url, connections=max(threads, queues.PUBLISHERS)
+        client = queues.client(
+            options.endpoint_url,
+            connections=max(threads, queues.PUBLISHERS),
+            protocol=options.sqs_protocol,
         )
         for _ in range(options.rounds):
             raw_queue = queues.create_queue(client, "raw")

@@ -20,6 +20,7 @@ from login_etl.cli import (  # noqa: F401 - register the commands
 )
 from login_etl.cli.app import app, err
 from login_etl.errors import ConfigError, LoginEtlError
+from login_etl.logs import configure_logging
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     Typer handles usage errors itself (exit 2 with the usage line); login-etl's own errors are
     shown here as one line, never a traceback.
     """
+    # Before any command runs: every command logs WARNING and up, and other libraries (botocore
+    # logs KMS's data keys at DEBUG) never below WARNING. `run` and `migrate` then set their level.
+    configure_logging("WARNING")
     try:
         app(args=argv, prog_name="login-etl")
     except SystemExit as done:

@@ -8,10 +8,12 @@ and commit it before printing anything, and print nothing if that fails. A recov
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import os
+import pwd
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
 import psycopg
@@ -46,19 +48,36 @@ Requester = Annotated[
     str | None,
     typer.Option(
         "--requester",
-        help="Who asked for it, if not you; kept in the audit trail.",
+        help="Who asked for it, if not you; kept in the audit trail as given (a claim).",
         callback=_not_blank,
-        show_default="the OS user",
+        show_default="the name of your uid",
     ),
 ]
 
 
-def os_user() -> str:
-    """The OS user running this; a uid where it has no name (a container's arbitrary uid)."""
+# Where getpass.getuser() looks, in its order. Anyone can set them: they are recorded as a claim.
+_CLAIMS = ("LOGNAME", "USER", "LNAME", "USERNAME")
+
+
+@dataclass(frozen=True, slots=True)
+class OsUser:
+    """Who runs this process: the uid's name, and what the environment claims if it differs."""
+
+    name: str
+    claimed: str | None
+
+
+def os_user(environ: Mapping[str, str] = os.environ) -> OsUser:
+    """The effective uid's name from the password database (its number where it has none, as a
+    container's arbitrary uid), not LOGNAME/USER, which the caller sets; those are kept as
+    `claimed` when they name someone else."""
+    uid = os.geteuid()
     try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return f"uid {os.getuid()}"
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    claim = next((environ[v] for v in _CLAIMS if environ.get(v)), None)
+    return OsUser(name=name, claimed=claim if claim != name else None)
 
 
 def record_recovery(
@@ -78,8 +97,9 @@ def record_recovery(
         field=field,
         value_count=value_count,
         reason=reason.strip(),
-        requester=(requester or user).strip(),
-        os_user=user,
+        requester=(requester or user.name).strip(),
+        os_user=user.name,
+        os_user_claimed=user.claimed,
     )
 
 
@@ -90,6 +110,7 @@ def _as_json(record: AuditRecord) -> str:
             "at": record.at.astimezone(dt.UTC).isoformat(),
             "requester": record.requester,
             "os_user": record.os_user,
+            "os_user_claimed": record.os_user_claimed,
             "db_user": record.db_user,
             "action": record.action,
             "field": record.field,
@@ -140,7 +161,7 @@ def audit(
             str(r.id),
             f"{r.at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}",
             escape(r.requester),
-            escape(r.os_user),
+            escape(r.os_user + (f" (env says {r.os_user_claimed})" if r.os_user_claimed else "")),
             escape(r.db_user),
             r.action,
             r.field or "",

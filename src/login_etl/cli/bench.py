@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
+from login_etl.cli import options
 from login_etl.cli.app import app, out
+from login_etl.config import load_settings
 
 
 @app.command()
@@ -36,6 +38,7 @@ def bench(
     stages_only: Annotated[
         bool, typer.Option("--stages-only", help="Only the transform and load stages; no SQS.")
     ] = False,
+    sqs_protocol: options.SqsProtocol = None,
 ) -> None:
     """Measure raw SQS capacity, the real `run` path, and the transform and load stages."""
     from login_etl.bench.run import BenchOptions, run_bench  # noqa: PLC0415 - heavy, rarely used
@@ -43,6 +46,7 @@ def bench(
     report = run_bench(
         BenchOptions(
             endpoint_url=endpoint_url,
+            sqs_protocol=load_settings(sqs_protocol=sqs_protocol).sqs_protocol,
             database_url=database_url,
             messages=messages,
             malformed_pct=malformed_pct,

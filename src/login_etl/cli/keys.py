@@ -18,7 +18,7 @@ from login_etl.cli.app import err, keys_app, out
 from login_etl.config import load_settings
 from login_etl.errors import LoginEtlError
 from login_etl.keys import KeyFile, create_key_file, read_key_file, write_key_file
-from login_etl.keys.keyfile import TEMPLATES
+from login_etl.keys.keyfile import TEMPLATES, locked
 from login_etl.keys.rotation import DISABLED, ENABLED, describe, rotated, with_status
 from login_etl.rekey import stale
 
@@ -38,7 +38,8 @@ def keys_create(
     out_file: Annotated[Path, typer.Option("--out", help="Where to write the new key file.")],
     kms_key_uri: options.KmsKeyUri = None,
 ) -> None:
-    """Write a new key file (mode 0600; never overwrites). Keep it out of the repository.
+    """Write a new key file (mode 0600; never overwrites, nor follows a symlink). Keep it out of
+    the repository.
 
     With a KMS key the keysets are stored wrapped by it: the file alone reveals nothing.
     """
@@ -52,10 +53,15 @@ def keys_create(
     )
 
 
-def _read(keyset_file: Path | None, kms_key_uri: str | None) -> tuple[Path, KeyFile]:
+def _where(keyset_file: Path | None, kms_key_uri: str | None) -> tuple[Path, str | None]:
+    """The key file's path and the KMS key it must be wrapped by, from options or settings."""
     settings = load_settings(keyset_file=keyset_file, kms_key_uri=kms_key_uri)
-    path = settings.require_keyset_file()
-    return path, read_key_file(path, required_kms_key_uri=settings.kms_key_uri)
+    return settings.require_keyset_file(), settings.kms_key_uri
+
+
+def _read(keyset_file: Path | None, kms_key_uri: str | None) -> tuple[Path, KeyFile]:
+    path, required = _where(keyset_file, kms_key_uri)
+    return path, read_key_file(path, required_kms_key_uri=required)
 
 
 def _usage(database_url: str | None) -> list[KeyUse]:
@@ -89,9 +95,11 @@ def keys_rotate(
     Then restart the workers with the rotated file and run `login-etl rekey`, so that new and
     old tokens of one value become equal again.
     """
-    path, key_file = _read(keyset_file, kms_key_uri)
-    rotated_sets = {n: rotated(key_file.keysets[n], TEMPLATES[n]) for n in _names(keyset)}
-    write_key_file(path, key_file.with_keysets(**rotated_sets), overwrite=True)
+    path, required = _where(keyset_file, kms_key_uri)
+    with locked(path):  # another rotation's new key must not be lost to this one's write
+        key_file = read_key_file(path, required_kms_key_uri=required)
+        rotated_sets = {n: rotated(key_file.keysets[n], TEMPLATES[n]) for n in _names(keyset)}
+        write_key_file(path, key_file.with_keysets(**rotated_sets), overwrite=True)
     for name, handle in rotated_sets.items():
         out.print(f"{name}: new primary key {handle.keyset_info().primary_key_id}")
     out.print(
@@ -113,10 +121,11 @@ def keys_wrap(
     """
     settings = load_settings(keyset_file=keyset_file, kms_key_uri=kms_key_uri)
     path = settings.require_keyset_file()
-    key_file = read_key_file(path)
-    if key_file.kms_key_uri is not None:
-        raise LoginEtlError(f"{path} is already wrapped by {key_file.kms_key_uri}")
-    write_key_file(path, replace(key_file, kms_key_uri=settings.kms_key_uri), overwrite=True)
+    with locked(path):
+        key_file = read_key_file(path)
+        if key_file.kms_key_uri is not None:
+            raise LoginEtlError(f"{path} is already wrapped by {key_file.kms_key_uri}")
+        write_key_file(path, replace(key_file, kms_key_uri=settings.kms_key_uri), overwrite=True)
     out.print(
         f"{path} is now wrapped by {settings.kms_key_uri}. Copies of the cleartext file "
         "(backups, old Secrets) still hold the keys: destroy them.",
@@ -153,17 +162,16 @@ def keys_check(
 
 
 def _set_status(
-    key_ids: list[int], status: int, keyset_file: Path | None, kms_key_uri: str | None
-) -> tuple[Path, KeyFile, dict[str, tink.KeysetHandle]]:
-    path, key_file = _read(keyset_file, kms_key_uri)
+    path: Path, key_file: KeyFile, key_ids: list[int], status: int
+) -> dict[str, tink.KeysetHandle]:
+    """The keysets holding `key_ids`, with those keys set to `status`."""
     owners = {key.key_id: name for name, h in key_file.keysets.items() for key in describe(h)}
     if unknown := [k for k in key_ids if k not in owners]:
         raise LoginEtlError(f"no key with id {', '.join(map(str, unknown))} in {path}")
-    changed = {
+    return {
         name: with_status(key_file.keysets[name], [k for k in key_ids if owners[k] == name], status)
         for name in {owners[k] for k in key_ids}
     }
-    return path, key_file, changed
 
 
 @keys_app.command("disable")
@@ -174,13 +182,18 @@ def keys_disable(
     database_url: options.DatabaseUrl = None,
 ) -> None:
     """Stop a key from decrypting, after checking that nothing stored still needs it."""
-    path, key_file, changed = _set_status(key_ids, DISABLED, keyset_file, kms_key_uri)
-    needing = [u for u in _usage(database_url) if u.key_id in key_ids]
-    if needing:
-        for use in needing:
-            err.print(f"login-etl: {use.values} values in {use.place} need key {use.key_id}")
-        raise LoginEtlError("refusing to disable a key that stored values need; run rekey first")
-    write_key_file(path, key_file.with_keysets(**changed), overwrite=True)
+    path, required = _where(keyset_file, kms_key_uri)
+    with locked(path):
+        key_file = read_key_file(path, required_kms_key_uri=required)
+        changed = _set_status(path, key_file, key_ids, DISABLED)
+        needing = [u for u in _usage(database_url) if u.key_id in key_ids]
+        if needing:
+            for use in needing:
+                err.print(f"login-etl: {use.values} values in {use.place} need key {use.key_id}")
+            raise LoginEtlError(
+                "refusing to disable a key that stored values need; run rekey first"
+            )
+        write_key_file(path, key_file.with_keysets(**changed), overwrite=True)
     out.print(f"Disabled {', '.join(map(str, key_ids))} in {path}; nothing stored needs them.")
 
 
@@ -191,6 +204,9 @@ def keys_enable(
     kms_key_uri: options.KmsKeyUri = None,
 ) -> None:
     """Undo `keys disable`."""
-    path, key_file, changed = _set_status(key_ids, ENABLED, keyset_file, kms_key_uri)
-    write_key_file(path, key_file.with_keysets(**changed), overwrite=True)
+    path, required = _where(keyset_file, kms_key_uri)
+    with locked(path):
+        key_file = read_key_file(path, required_kms_key_uri=required)
+        changed = _set_status(path, key_file, key_ids, ENABLED)
+        write_key_file(path, key_file.with_keysets(**changed), overwrite=True)
     out.print(f"Enabled {', '.join(map(str, key_ids))} in {path}.")

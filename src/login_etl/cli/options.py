@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from login_etl.config import Settings
+
 QueueUrl = Annotated[
     str | None,
     typer.Option(
@@ -92,5 +94,14 @@ KmsKeyUri = Annotated[
         help="AWS KMS key that wraps the key file: aws-kms://arn:aws:kms:REGION:ACCOUNT:key/ID. "
         "Env: LOGIN_ETL_KMS_KEY_URI",
         show_default="none (cleartext key file)",
+    ),
+]
+SqsProtocol = Annotated[
+    str | None,
+    typer.Option(
+        help="SQS wire protocol: json, query (older emulators, e.g. LocalStack 1.x) or auto (json, "
+        "switching to query at the first answer that shows the endpoint needs it). "
+        "Env: LOGIN_ETL_SQS_PROTOCOL",
+        show_default=Settings.model_fields["sqs_protocol"].default,
     ),
 ]

@@ -24,9 +24,10 @@ def create_dlq(
         int, typer.Option(min=1, max=1000, help="Receives before a message moves to the DLQ.")
     ] = DEFAULT_MAX_RECEIVE_COUNT,
     queue_url: options.QueueUrl = None,
+    sqs_protocol: options.SqsProtocol = None,
 ) -> None:
     """Create the queue's dead-letter queue and set its redrive policy (idempotent)."""
-    settings = load_settings(queue_url=queue_url)
+    settings = load_settings(queue_url=queue_url, sqs_protocol=sqs_protocol)
     dlq_url = ensure_dead_letter_queue(
         SqsSource.from_settings(settings), name=name, max_receive_count=max_receive_count
     )

@@ -18,7 +18,8 @@ from login_etl.adapters.postgres import SCHEMA_VERSION, Roles
 from login_etl.adapters.postgres.roles import DEFAULT_ANALYST_ROLE, DEFAULT_SERVICE_ROLE
 from login_etl.cli import options
 from login_etl.cli.app import app, err, out
-from login_etl.config import load_settings
+from login_etl.config import MAX_PORT, load_settings
+from login_etl.errors import ConfigError
 from login_etl.logs import configure_logging
 from login_etl.metrics import PrometheusMetrics
 from login_etl.pipeline import RunStats
@@ -96,6 +97,7 @@ def run(
     metrics_port: options.MetricsPort = None,
     log_level: options.LogLevel = None,
     log_format: options.LogFormat = None,
+    sqs_protocol: options.SqsProtocol = None,
 ) -> None:
     """Load messages until SIGINT/SIGTERM (or, with --until-empty, until the queue is empty)."""
     overrides = {
@@ -110,9 +112,15 @@ def run(
         "metrics_port": metrics_port,
         "log_level": log_level,
         "log_format": log_format,
+        "sqs_protocol": sqs_protocol,
     }
     settings = load_settings(**overrides)
     settings.require_keyset_file()
+    if settings.metrics_port is not None and settings.metrics_port + processes - 1 > MAX_PORT:
+        raise ConfigError(
+            "LOGIN_ETL_METRICS_PORT (--metrics-port): worker i of --processes serves on the "
+            f"port + i, which must stay at or below {MAX_PORT}"
+        )
     configure_logging(settings.log_level, settings.log_format)
     stop = threading.Event()
     if processes > 1:

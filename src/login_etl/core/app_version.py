@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from login_etl.core.reasons import Rule, RuleBroken
+
 MAX_MAJOR = 2146
 MAX_MINOR = 999
 MAX_PATCH = 999
@@ -27,20 +29,20 @@ def _bounded(part: str, limit: int) -> int | None:
 
 
 def encode_app_version(text: str) -> int:
-    """Encode a version string; ValueError names the rule that failed."""
+    """Encode a version string; RuleBroken (a ValueError) names the rule that failed."""
     match = _VERSION.fullmatch(text)
     if match is None:
-        raise ValueError("must be MAJOR[.MINOR[.PATCH]] in decimal digits")
+        raise RuleBroken(Rule.INVALID, "must be MAJOR[.MINOR[.PATCH]] in decimal digits")
     major_s, minor_s, patch_s = match.groups(default="0")
     major = _bounded(major_s, MAX_MAJOR)
     if major is None:
-        raise ValueError(f"MAJOR must be at most {MAX_MAJOR}")
+        raise RuleBroken(Rule.OUT_OF_RANGE, f"MAJOR must be at most {MAX_MAJOR}")
     minor = _bounded(minor_s, MAX_MINOR)
     if minor is None:
-        raise ValueError(f"MINOR must be at most {MAX_MINOR}")
+        raise RuleBroken(Rule.OUT_OF_RANGE, f"MINOR must be at most {MAX_MINOR}")
     patch = _bounded(patch_s, MAX_PATCH)
     if patch is None:
-        raise ValueError(f"PATCH must be at most {MAX_PATCH}")
+        raise RuleBroken(Rule.OUT_OF_RANGE, f"PATCH must be at most {MAX_PATCH}")
     return major * 1_000_000 + minor * 1_000 + patch
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import NamedTuple
 
+from login_etl.core.reasons import Kind
+
 
 class Message(NamedTuple):
     """One queue message, transport-neutral.
@@ -65,13 +67,16 @@ class Loaded(NamedTuple):
 class Rejected(NamedTuple):
     """Outcome: the message is quarantined with a reason and its body encrypted.
 
-    `reason` names the field and the rule and never quotes the value, so it is safe to log.
+    `reason` names each field and rule broken and never quotes the value, so it is safe to log
+    and store; `kind` (the first problem's `field:rule`, one of `reasons.KINDS`) is the metric
+    label.
     """
 
     message_id: str
     reason: str
     sealed_body: bytes
     sent_timestamp_ms: int
+    kind: Kind
 
 
 Outcome = Loaded | Rejected

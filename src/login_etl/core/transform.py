@@ -6,7 +6,8 @@ import datetime as dt
 
 from login_etl.core.masking import Masker, Sealer
 from login_etl.core.model import Loaded, LoginRow, Message, Outcome, Rejected, VaultEntry
-from login_etl.core.validate import Invalid, validate
+from login_etl.core.reasons import Invalid
+from login_etl.core.validate import validate
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _MS_PER_DAY = 86_400_000
@@ -27,7 +28,7 @@ class Transformer:
     def __call__(self, message: Message) -> Outcome:
         event = validate(message.body)
         if isinstance(event, Invalid):
-            return self.reject(message, event.reason)
+            return self.reject(message, event)
         ip = self._masker.mask("ip", event.ip)
         device_id = self._masker.mask("device_id", event.device_id)
         vault: tuple[VaultEntry, ...] = ()
@@ -44,11 +45,13 @@ class Transformer:
         )
         return Loaded(message.message_id, row, vault)
 
-    def reject(self, message: Message, reason: str) -> Rejected:
-        """A rejection with the body sealed; also used by sources for unreadable envelopes."""
+    def reject(self, message: Message, invalid: Invalid) -> Rejected:
+        """A rejection with the body sealed; also used for transform failures and refused rows
+        (`reasons.transform_failed`, `reasons.row_refused`)."""
         return Rejected(
             message_id=message.message_id,
-            reason=reason,
+            reason=invalid.reason,
             sealed_body=self._sealer.seal(message.message_id, message.body),
             sent_timestamp_ms=message.sent_timestamp_ms,
+            kind=invalid.kind,
         )

@@ -1,4 +1,4 @@
-"""Message body → `LoginEvent`, or `Invalid` with a reason naming each field and rule.
+"""Message body → `LoginEvent`, or `Invalid`: the problems found, each a field and a rule.
 
 Hand-written rather than a pydantic model: the rules (trim, canonical IP, version encoding, "a
 number where a string belongs" is an error, not a coercion) are a dozen lines each, the reasons
@@ -12,20 +12,14 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from itertools import accumulate
+from typing import Any
 
 from login_etl.core.app_version import encode_app_version
 from login_etl.core.model import LoginEvent
+from login_etl.core.reasons import Invalid, Problem, Rule, RuleBroken, Subject
 
-
-class Invalid(NamedTuple):
-    """Why a body was rejected: `field: rule` clauses joined by '; '."""
-
-    reason: str
-
-
-class _DuplicateField(ValueError):
-    pass
+__all__ = ["MAX_DEPTH", "Invalid", "canonical_ip", "validate"]
 
 
 def _json_type(value: Any) -> str:
@@ -42,21 +36,38 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
-def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Build a JSON object, refusing a known field given twice: parsers disagree on which copy
-    wins, and a body that means different things to different readers is not trustworthy."""
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
+class _RepeatedKeys(dict[str, Any]):
+    """A JSON object in which some keys appear more than once (`repeated`); the last copy wins
+    in the dict, as in json's default."""
+
+    __slots__ = ("repeated",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
         seen: set[str] = set()
+        self.repeated: set[str] = set()
         for key, _ in pairs:
-            if key in seen and key in _RULES:
-                raise _DuplicateField(key)
-            seen.add(key)
-    return obj
+            (self.repeated if key in seen else seen).add(key)
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a JSON object, noting the keys given twice. Only the top-level object's repeats of
+    known fields reject the message (see `_parse`): nested objects are ignored, whatever they
+    hold, and the hook does not know how deep it is."""
+    obj = dict(pairs)
+    return obj if len(obj) == len(pairs) else _RepeatedKeys(pairs)
+
+
+class _Constant(ValueError):
+    """NaN, Infinity or -Infinity: JavaScript, not JSON (RFC 8259 has no such numbers)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    raise _Constant(name)
 
 
 # Python refuses to convert integers of more than 4,300 digits (a denial-of-service guard). Such a
@@ -74,6 +85,60 @@ _DECODER = json.JSONDecoder(
     object_pairs_hook=_object_pairs, parse_constant=_reject_constant, parse_int=_parse_int
 )
 
+# Nesting deeper than this is rejected before parsing. The parser recurses once per level against
+# Python's recursion limit, which the caller's stack shares: left to it, a body nested ~900 deep
+# could load in one process and be rejected in another. No login event nests beyond a few levels.
+MAX_DEPTH = 256
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def _too_deep(body: str) -> bool:
+    """Whether the JSON text nests more than MAX_DEPTH arrays and objects (brackets inside
+    strings do not count). Exact for valid JSON; for other text, either answer rejects it.
+
+    No Python loop over the text: a 256 KiB body of brackets (the most SQS takes) costs about
+    what parsing it does."""
+    if body.count("[") + body.count("{") <= MAX_DEPTH:  # nearly every message: no scan
+        return False
+    outside_strings = _STRING.sub("", body).encode("utf-8", "surrogatepass")
+    steps = map(_STEP.__getitem__, outside_strings.translate(None, _NOT_BRACKETS))
+    return max(accumulate(steps), default=0) > MAX_DEPTH
+
+
+# The json module's error messages, as fixed phrases. The C scanner's never quote the input; the
+# pure-Python fallback's quote one character ("Invalid \\escape: 'x'"), so the stored reason
+# carries the phrase only, with the position: it helps the sender, and holds no input.
+_JSON_ERRORS = (
+    "Expecting value",
+    "Expecting property name enclosed in double quotes",
+    "Expecting ':' delimiter",
+    "Expecting ',' delimiter",
+    "Unterminated string",
+    "Invalid control character",
+    "Invalid \\uXXXX escape",
+    "Invalid \\escape",
+    "Extra data",
+    "Illegal trailing comma before end of object",
+    "Illegal trailing comma before end of array",
+)
+_JSON_WHITESPACE = " \t\r\n"
+
+
+def _json_error(body: str, err: json.JSONDecodeError) -> str:
+    """A JSONDecodeError as `not valid JSON (…)`, without any character of the input."""
+    if not body.strip(_JSON_WHITESPACE):
+        return "not valid JSON (empty)"
+    if body.startswith("\ufeff"):
+        # json.loads says so too; JSONDecoder.decode only sees "Expecting value" at column 1.
+        return "not valid JSON (it starts with a byte order mark, U+FEFF)"
+    phrase = next((p for p in _JSON_ERRORS if err.msg.startswith(p)), "malformed")
+    return f"not valid JSON ({phrase} at line {err.lineno} column {err.colno})"
+
+
+_TOO_DEEP = Invalid.of("body", Rule.TOO_DEEP, f"nested more than {MAX_DEPTH} levels deep")
+
 
 def _text(low: int, high: int, counted: str = "") -> Callable[[str], str]:
     """A rule for a string of `low`–`high` characters. Postgres text cannot hold NUL or
@@ -81,13 +146,17 @@ def _text(low: int, high: int, counted: str = "") -> Callable[[str], str]:
 
     def check(value: str) -> str:
         if not low <= len(value) <= high:
-            raise ValueError(f"must be {low}–{high} characters{counted}, got {len(value)}")
+            raise RuleBroken(
+                Rule.LENGTH, f"must be {low}–{high} characters{counted}, got {len(value)}"
+            )
         if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
+            raise RuleBroken(Rule.NUL, "must not contain NUL characters")
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise ValueError("must be valid Unicode (it has an unpaired surrogate)") from None
+            raise RuleBroken(
+                Rule.SURROGATE, "must be valid Unicode (it has an unpaired surrogate)"
+            ) from None
         return value
 
     return check
@@ -119,11 +188,11 @@ def _ip(value: str) -> str:
         address = ipaddress.ip_address(value)
     except ValueError:
         # `from None`: ipaddress's message quotes the value.
-        raise ValueError("must be an IPv4 or IPv6 address") from None
+        raise RuleBroken(Rule.INVALID, "must be an IPv4 or IPv6 address") from None
     # A zone index ("fe80::1%eth0") names an interface on the sender's machine: it is no part
     # of a client address, and it is free text that could carry anything.
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
-        raise ValueError("must be an IPv4 or IPv6 address without a zone index")
+        raise RuleBroken(Rule.ZONE_INDEX, "must be an IPv4 or IPv6 address without a zone index")
     return canonical_ip(address)
 
 
@@ -135,8 +204,8 @@ def _device_id(value: str) -> str:
 
 
 # field → (optional, rule); any other key is ignored. A rule returns the stored value or raises
-# ValueError naming the rule broken, worded without the value.
-_RULES: dict[str, tuple[bool, Callable[[str], Any]]] = {
+# RuleBroken naming the rule broken, worded without the value.
+_RULES: dict[Subject, tuple[bool, Callable[[str], Any]]] = {
     "user_id": (False, _text(1, 128)),
     "device_type": (False, _text(1, 32)),
     "ip": (False, _ip),
@@ -146,19 +215,37 @@ _RULES: dict[str, tuple[bool, Callable[[str], Any]]] = {
 }
 
 
-def _parse(body: str) -> dict[str, Any] | Invalid:
+def _decode(body: str) -> Any:
+    """The JSON value of the body, or Invalid."""
     try:
-        obj = _DECODER.decode(body)
-    except _DuplicateField as dup:
-        return Invalid(f"{dup}: given more than once")
+        return _DECODER.decode(body)
     except json.JSONDecodeError as err:
-        return Invalid(f"body: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})")
-    except RecursionError:
-        return Invalid("body: nested too deeply to parse")
-    except ValueError as err:
-        return Invalid(f"body: not valid JSON ({err})")
+        return Invalid.of("body", Rule.NOT_JSON, _json_error(body, err))
+    except _Constant as err:
+        return Invalid.of("body", Rule.NOT_JSON, f"not valid JSON ({err.name} is not valid JSON)")
+    except RecursionError:  # a backstop: MAX_DEPTH keeps the parser far from the limit
+        return _TOO_DEEP
+    except ValueError:  # nothing else is known to raise it; its text might quote the input
+        return Invalid.of("body", Rule.NOT_JSON, "not valid JSON")
+
+
+def _parse(body: str) -> dict[str, Any] | Invalid:
+    obj = _TOO_DEEP if _too_deep(body) else _decode(body)
+    if isinstance(obj, Invalid):
+        return obj
     if not isinstance(obj, dict):
-        return Invalid(f"body: must be a JSON object, got {_json_type(obj)}")
+        return Invalid.of("body", Rule.NOT_OBJECT, f"must be a JSON object, got {_json_type(obj)}")
+    if isinstance(obj, _RepeatedKeys):
+        # A known field given twice: parsers disagree on which copy wins, and a body that means
+        # different things to different readers is not trustworthy. Unknown keys are ignored,
+        # repeated or not.
+        repeated = [
+            Problem(field, Rule.DUPLICATE, "given more than once")
+            for field in _RULES
+            if field in obj.repeated
+        ]
+        if repeated:
+            return Invalid(tuple(repeated))
     return obj
 
 
@@ -171,22 +258,26 @@ def validate(body: str) -> LoginEvent | Invalid:
     if isinstance(obj, Invalid):
         return obj
     values: dict[str, Any] = {}
-    errors: list[str] = []
+    problems: list[Problem] = []
     for field, (optional, rule) in _RULES.items():
         value = obj.get(field)
         if value is None:
             if not optional:
-                errors.append(
-                    f"{field}: required" if field not in obj else f"{field}: must not be null"
+                problems.append(
+                    Problem(field, Rule.NULL, "must not be null")
+                    if field in obj
+                    else Problem(field, Rule.REQUIRED, "required")
                 )
             values[field] = None
         elif not isinstance(value, str):
-            errors.append(f"{field}: must be a string, got {_json_type(value)}")
+            problems.append(
+                Problem(field, Rule.WRONG_TYPE, f"must be a string, got {_json_type(value)}")
+            )
         else:
             try:
                 values[field] = rule(value)
-            except ValueError as err:
-                errors.append(f"{field}: {err}")
-    if errors:
-        return Invalid("; ".join(errors))
+            except RuleBroken as err:
+                problems.append(Problem(field, err.rule, err.text))
+    if problems:
+        return Invalid(tuple(problems))
     return LoginEvent(**values)

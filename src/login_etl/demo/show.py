@@ -6,13 +6,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import boto3
 import psycopg
 from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
 from login_etl.adapters.postgres import QuarantineStore
+from login_etl.adapters.sqs import SqsProtocol, sqs_client
 from login_etl.config import Settings
 from login_etl.demo.data import generate_bodies, publish
 from login_etl.demo.services import EmbeddedPostgres, MotoSqs
@@ -65,8 +65,9 @@ def _query(
     return rows
 
 
-def run_demo(console: Console | None = None) -> None:
-    """The whole demo; every server it starts is stopped before it returns."""
+def run_demo(console: Console | None = None, *, sqs_protocol: SqsProtocol = "auto") -> None:
+    """The whole demo; every server it starts is stopped before it returns. moto speaks both
+    SQS protocols: `sqs_protocol` picks the one the demo uses."""
     console = console or Console()
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="login-etl-demo-") as tmp:
@@ -76,12 +77,12 @@ def run_demo(console: Console | None = None) -> None:
             postgres = EmbeddedPostgres(root)
             sqs = MotoSqs()
         with postgres, sqs:
-            client = boto3.client(
-                "sqs",
+            client = sqs_client(
+                sqs_protocol,
                 endpoint_url=sqs.endpoint,
                 region_name="us-east-1",
-                aws_access_key_id="test",
-                aws_secret_access_key="test",  # noqa: S106 - emulator
+                aws_access_key_id="test",  # an emulator accepts any credentials
+                aws_secret_access_key="test",  # noqa: S106
             )
             queue_url = client.create_queue(QueueName="login-queue")["QueueUrl"]
             sent = publish(client, queue_url, generate_bodies(MESSAGES))
@@ -96,6 +97,7 @@ def run_demo(console: Console | None = None) -> None:
                 database_url=postgres.url,
                 keyset_file=keyset,
                 aws_endpoint_url=sqs.endpoint,
+                sqs_protocol=sqs_protocol,
                 wait_time_seconds=1,
                 # One poller: moto's SQS is not safe under concurrent receives and would hand a
                 # few messages out twice (harmless, but the counts would distract here).

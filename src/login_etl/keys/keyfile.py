@@ -16,12 +16,15 @@ Nothing here puts key material in an exception message or a log line.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
 import stat
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from tink import aead, daead, secret_key_access
 from tink import json_proto_keyset_format as keyset_json
 from tink.proto import tink_pb2
 
+from login_etl.config import KMS_KEY_URI
 from login_etl.core.masking import TinkMasker, TinkSealer
 from login_etl.errors import KeyFileError, LoginEtlError
 
@@ -46,6 +50,14 @@ TEMPLATES: Mapping[str, tink_pb2.KeyTemplate] = {
     "masking": daead.deterministic_aead_key_templates.AES256_SIV,
     "quarantine": aead.aead_key_templates.AES256_GCM,
 }
+
+PRIMITIVES: Mapping[str, type[Any]] = {"masking": daead.DeterministicAead, "quarantine": aead.Aead}
+# A key file holds a few hundred bytes per key; 4 MiB is thousands of rotations. The cap keeps a
+# wrong path (a log, /dev/zero) from being read into memory whole.
+MAX_BYTES = 4 * 1024 * 1024
+# What Tink's keyset parsers raise on input they cannot read (TinkError, which wraps protobuf's;
+# the rest in case a Tink version lets one through). Their messages may quote the keyset.
+_PARSE_ERRORS = (tink.TinkError, ValueError, TypeError, KeyError, RecursionError)
 
 # Key URI → the AEAD of that KMS key (login_etl.adapters.kms.kms_aead, or a test double).
 Kms = Callable[[str], aead.Aead]
@@ -137,30 +149,88 @@ def _serialize(key_file: KeyFile, kms: Kms | None) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
+def _target(path: Path) -> Path:
+    """The file a path names: a symlink's target, since that is what the workers read."""
+    return Path(os.path.realpath(path))
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[Path]:
+    """Hold the key file's lock for a read-modify-write (rotate, wrap, disable, enable); yields
+    the file's real path.
+
+    An exclusive flock on `<target>.lock` beside the real file, so that two commands editing one
+    file through different links still take the same lock and neither loses the other's key.
+    Readers need no lock: a write replaces the file in one rename.
+    """
+    target = _target(path)
+    lock_path = target.with_name(target.name + ".lock")
+    try:
+        # O_NOFOLLOW: a link planted at the lock's name must not make us create a file elsewhere.
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise KeyFileError(f"cannot lock key file {path} ({lock_path}): {err.strerror}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield target
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def write_key_file(
     path: Path, key_file: KeyFile, *, kms: Kms | None = None, overwrite: bool = False
 ) -> None:
-    """Write the file, 0600 from birth. A new file is never put over an existing one; an
-    overwrite (rotation) goes through a temporary file and one atomic rename, so a crash leaves
-    the old file or the new one, never half of one."""
+    """Write the file, 0600 from birth.
+
+    A new file is never put over anything that exists at `path`, a symlink included (even one
+    pointing nowhere): `keys create` makes files, it does not replace them. An overwrite
+    (rotation) writes the symlink's target if `path` is one, through a temporary file in the
+    target's directory and one atomic rename, so a crash leaves the old file or the new one,
+    never half of one; call it inside `locked(path)`.
+    """
     text = _serialize(key_file, kms)  # before touching the disk: KMS may refuse
-    target = path.with_name(f".{path.name}.{os.getpid()}.tmp") if overwrite else path
+    if not overwrite:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError as err:
+            raise LoginEtlError(f"key file {path} already exists; it is never overwritten") from err
+        except OSError as err:
+            raise LoginEtlError(f"cannot create key file {path}: {err.strerror}") from err
+        _write_fd(fd, path, text, temporary=None)
+        return
+    target = _target(path)
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as err:
-        raise LoginEtlError(f"key file {target} already exists; it is never overwritten") from err
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as err:
-        raise LoginEtlError(f"cannot create key file {target}: {err.strerror}") from err
+        raise LoginEtlError(f"cannot write key file {path}: {err.strerror}") from err
+    temporary = Path(name)  # mkstemp: O_EXCL, mode 0600
+    _write_fd(fd, path, text, temporary=temporary)
+    try:
+        os.replace(temporary, target)
+        _fsync_directory(target.parent)
+    except OSError as err:
+        temporary.unlink(missing_ok=True)
+        raise LoginEtlError(f"cannot write key file {path}: {err.strerror}") from err
+
+
+def _write_fd(fd: int, path: Path, text: str, *, temporary: Path | None) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        if overwrite:
-            os.replace(target, path)
     except OSError as err:
-        target.unlink(missing_ok=True)
+        (temporary or path).unlink(missing_ok=True)
         raise LoginEtlError(f"cannot write key file {path}: {err.strerror}") from err
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable: a crash right after must not bring the old file back."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def create_key_file(
@@ -172,31 +242,120 @@ def create_key_file(
     return key_file
 
 
-def _document(path: Path) -> dict[str, Any]:
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads keeps the last of a repeated key; in a key file that hides what is used."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise _RepeatedKeyError
+    return document
+
+
+class _RepeatedKeyError(ValueError):
+    """An object in the key file names one key twice."""
+
+
+def _kind(value: object) -> str:
+    """What a JSON value is, for an error message that must not quote it (it may be a key)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _read_bytes(path: Path) -> tuple[bytes, int]:
+    """The file's bytes and mode; KeyFileError for anything that is not a readable file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # O_NONBLOCK: a FIFO at the path must not hang the command; no effect on a file.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError as err:
         raise KeyFileError(f"key file {path} not found; {_how_to_create(path)}") from err
     except OSError as err:
         raise KeyFileError(f"cannot read key file {path}: {err.strerror}") from err
     try:
-        document = json.loads(text)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise KeyFileError(f"key file {path} is {kind}; point to the key file itself")
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            data = stream.read(MAX_BYTES + 1)
+    except OSError as err:
+        raise KeyFileError(f"cannot read key file {path}: {err.strerror}") from err
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:
+        raise KeyFileError(f"key file {path} is larger than {MAX_BYTES} bytes; not a key file")
+    return data, mode
+
+
+def _parse(path: Path, data: bytes) -> Any:
+    """The file's JSON value; KeyFileError, quoting none of it, if it is not JSON."""
+    try:
+        text = data.decode("utf-8-sig")  # -sig: a byte-order mark an editor added is harmless
+    except UnicodeDecodeError as err:
+        raise KeyFileError(
+            f"key file {path} is not UTF-8 text (byte {err.start}); not a key file"
+        ) from None
+    try:
+        document = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as err:
         raise KeyFileError(f"key file {path} is not JSON (line {err.lineno})") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise KeyFileError(f"{path} is not a login-etl key file")
-    if document.get("version") not in _READABLE:
+    except _RepeatedKeyError:
+        raise KeyFileError(f"key file {path} names one key twice in an object") from None
+    except (ValueError, RecursionError):
+        # A number too long to convert, or nesting deeper than the parser's stack.
         raise KeyFileError(
-            f"key file {path} has version {document.get('version')!r}; "
-            f"this login-etl reads versions {', '.join(map(str, _READABLE))}"
-        )
+            f"key file {path} is not a login-etl key file (a number too long or nesting too deep)"
+        ) from None
     return document
 
 
+def _document(path: Path) -> tuple[dict[str, Any], int]:
+    """The key file's JSON object, checked down to its keysets' container, and its mode."""
+    data, mode = _read_bytes(path)
+    document = _parse(path, data)
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise KeyFileError(f"{path} is not a login-etl key file")
+    version = document.get("version")
+    if type(version) is not int or version not in _READABLE:  # not True, not 2.0
+        if type(version) is int:
+            shown = f"version {version}" if abs(version) < 10**6 else "a version out of range"
+        else:
+            shown = f"a version that is {_kind(version)}, not an integer"
+        raise KeyFileError(
+            f"key file {path} has {shown}; "
+            f"this login-etl reads versions {', '.join(map(str, _READABLE))}"
+        )
+    for field in ("created_at", "kms_key_uri"):
+        if field in document and not isinstance(document[field], str):
+            raise KeyFileError(
+                f"key file {path}: {field} is {_kind(document[field])}, not a string"
+            )
+    kms_key_uri = document.get("kms_key_uri")
+    if kms_key_uri is not None and not KMS_KEY_URI.match(kms_key_uri):
+        raise KeyFileError(
+            f"key file {path}: kms_key_uri is not an aws-kms://arn:aws:kms:... key URI"
+        )
+    if not isinstance(document.get("keysets"), dict):
+        if "keysets" not in document:
+            raise KeyFileError(f"key file {path} has no keysets")
+        what = _kind(document["keysets"])
+        raise KeyFileError(f"key file {path}: keysets is {what}, not an object of keysets")
+    return document, mode
+
+
 def _handle(path: Path, document: dict[str, Any], name: str, kek: aead.Aead | None) -> Any:
-    keyset = document.get("keysets", {}).get(name)
-    if not isinstance(keyset, dict):
+    keyset = document["keysets"].get(name)
+    if keyset is None:
         raise KeyFileError(f"key file {path} has no {name!r} keyset")
+    if not isinstance(keyset, dict):
+        raise KeyFileError(
+            f"key file {path}: the {name!r} keyset is {_kind(keyset)}, not an object"
+        )
     wrapped = "encryptedKeyset" in keyset
     if wrapped != (kek is not None):
         # A cleartext keyset in a KMS file (or the reverse) is a substitution, not a slip.
@@ -206,14 +365,25 @@ def _handle(path: Path, document: dict[str, Any], name: str, kek: aead.Aead | No
         )
     try:
         if kek is None:
-            return keyset_json.parse(json.dumps(keyset), secret_key_access.TOKEN)
-        return keyset_json.parse_encrypted(json.dumps(keyset), kek, _context(name))
-    except (tink.TinkError, ValueError, TypeError):
+            handle = keyset_json.parse(json.dumps(keyset), secret_key_access.TOKEN)
+        else:
+            handle = keyset_json.parse_encrypted(json.dumps(keyset), kek, _context(name))
+    except _PARSE_ERRORS:
         # `from None`: the parser's message may quote the keyset.
         problem = "does not unwrap (altered, or moved from another slot)" if wrapped else ""
         raise KeyFileError(
             f"key file {path}: the {name!r} keyset {problem or 'is malformed'}"
         ) from None
+    try:
+        handle.primitive(PRIMITIVES[name])  # keys of the wrong kind, or that Tink cannot use
+    except _PARSE_ERRORS:
+        raise KeyFileError(
+            f"key file {path}: the {name!r} keyset holds a key that is not {_USE[name]}"
+        ) from None
+    return handle
+
+
+_USE = {"masking": "a usable AES256-SIV key", "quarantine": "a usable AES256-GCM key"}
 
 
 def read_key_file(
@@ -222,15 +392,11 @@ def read_key_file(
     """Read (and, for a KMS-wrapped file, unwrap) the keysets.
 
     `required_kms_key_uri` (LOGIN_ETL_KMS_KEY_URI) makes a file that is not wrapped by exactly
-    that key an error, so that a planted cleartext key file is refused rather than used.
+    that key an error, so that a planted cleartext key file is refused rather than used. Any
+    malformed file is a KeyFileError naming it, with no part of its content.
     """
-    mode = path.stat().st_mode if path.exists() else 0
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("key file %s is readable by other users; chmod 600 it", path)
-    document = _document(path)
+    document, mode = _document(path)
     kms_key_uri = document.get("kms_key_uri")
-    if kms_key_uri is not None and not isinstance(kms_key_uri, str):
-        raise KeyFileError(f"key file {path}: kms_key_uri is not a string")
     if required_kms_key_uri is not None and kms_key_uri != required_kms_key_uri:
         raise KeyFileError(
             f"key file {path} is "
@@ -238,11 +404,14 @@ def read_key_file(
             + f"; LOGIN_ETL_KMS_KEY_URI requires {required_kms_key_uri}"
         )
     kek = _kek(kms, kms_key_uri) if kms_key_uri else None
-    return KeyFile(
+    key_file = KeyFile(
         keysets={name: _handle(path, document, name, kek) for name in TEMPLATES},
         kms_key_uri=kms_key_uri,
-        created_at=str(document.get("created_at", "")),
+        created_at=document.get("created_at", ""),
     )
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("key file %s is readable by other users; chmod 600 it", path)
+    return key_file
 
 
 def load_key_file(

@@ -17,7 +17,9 @@ from login_etl.adapters.postgres.connection import translated
 Action = Literal["reveal", "quarantine show"]
 AuditField = Literal["ip", "device_id", "body"]
 
-_COLUMNS = "id, at, requester, os_user, db_user, action, field, value_count, reason"
+_COLUMNS = (
+    "id, at, requester, os_user, os_user_claimed, db_user, action, field, value_count, reason"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +29,8 @@ class AuditRecord:
     id: int
     at: dt.datetime
     requester: str
-    os_user: str
+    os_user: str  # the name of the uid that ran the command (its number if it has no name)
+    os_user_claimed: str | None  # what LOGNAME/USER said, when it named someone else
     db_user: str
     action: str
     field: str | None
@@ -50,6 +53,7 @@ class AuditLog:
         reason: str,
         requester: str,
         os_user: str,
+        os_user_claimed: str | None = None,
     ) -> int:
         """Insert one record and commit the connection's transaction; returns the record's id.
 
@@ -61,9 +65,9 @@ class AuditLog:
                 "tuple[int]",
                 self._conn.execute(
                     "INSERT INTO login_etl.reveal_audit"
-                    " (requester, os_user, action, field, value_count, reason)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                    (requester, os_user, action, field, value_count, reason),
+                    " (requester, os_user, os_user_claimed, action, field, value_count, reason)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    (requester, os_user, os_user_claimed, action, field, value_count, reason),
                 ).fetchone(),
             )
             self._conn.commit()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 from psycopg import errors as pgerrors
 
-from login_etl.errors import RowRefused, SinkError, SinkUnavailable
+from login_etl.dburl import server_address
+from login_etl.errors import ConfigError, RowRefused, SinkError, SinkUnavailable
 
 APPLICATION_NAME = "login-etl"
 CONNECT_TIMEOUT_S = 5
@@ -18,20 +20,44 @@ CONNECT_TIMEOUT_S = 5
 _TRANSIENT_CLASSES = ("08", "57P", "53", "40")
 
 
-# libpq gives no SQLSTATE for a refused connection, only its message; these say that retrying
-# will not help (a wrong database, role or password, or a server that bars us).
-_PERMANENT_CONNECT = (
-    "does not exist",
-    "authentication failed",
-    "pg_hba.conf",
-    "permission denied",
-    "invalid",
+SETTING = "LOGIN_ETL_DATABASE_URL (--database-url)"
+
+# libpq gives no SQLSTATE for a connection it could not open, only a message, and that message
+# quotes the host, the user or the database name, and, of a URL it misread, part of the password
+# ("failed to resolve host 'Secret-Pw@db'"). So the message is only matched against these
+# patterns, first match wins, and the failure is told in our own words: (pattern, what happened,
+# whether retrying may help).
+_CONNECT_FAILURES: tuple[tuple[re.Pattern[str], str, bool], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), what, transient)
+    for pattern, what, transient in (
+        ("password authentication failed", "wrong password for the user", False),
+        ("no password (was )?supplied|password is required", "a password is required", False),
+        ("authentication failed|authentication method", "authentication failed", False),
+        (r'\brole ".*" does not exist', "the user does not exist", False),
+        (r'\bdatabase ".*" does not exist', "the database does not exist", False),
+        (r"pg_hba\.conf", "pg_hba.conf admits no such connection", False),
+        ("not permitted to log in|permission denied", "the user may not log in here", False),
+        (r"\bSSL\b|certificate", "SSL failed (check sslmode and certificates)", False),
+        ("invalid response|frontend protocol", "the server does not speak PostgreSQL", False),
+        ("failed to resolve host|translate host name", "the host name does not resolve", True),
+        ("connection refused", "connection refused (is the server running?)", True),
+        ("timeout expired|timed out", "the connection timed out", True),
+        ("no such file or directory", "no server on that Unix socket", True),
+        ("network is unreachable|no route to host", "no route to the host", True),
+        ("starting up|shutting down|in recovery", "the server is restarting", True),
+        ("too many clients|connection slots", "the server has no free connection slot", True),
+    )
 )
+# psycopg says "connection is bad" when libpq refuses to start at all: a parameter value that
+# `login_etl.dburl` did not foresee, or a local requirement it cannot meet. The server says
+# "invalid value for parameter" of a setting in the URL's `options`.
+_REFUSED_URL = re.compile(r"^connection is bad:|invalid value for parameter", re.IGNORECASE)
 
 
 def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
     """Open a connection: SinkUnavailable if the server cannot be reached now, SinkError if it
-    refuses us for good."""
+    refuses us for good, ConfigError if libpq refuses the URL. Messages quote none of the URL
+    but its host and port, and none of libpq's message."""
     try:
         return psycopg.connect(
             url,
@@ -46,27 +72,53 @@ def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
             keepalives_interval=10,
             keepalives_count=3,
         )
-    except psycopg.OperationalError as err:
-        message = first_line(err)
-        if any(marker in message for marker in _PERMANENT_CONNECT):
-            raise SinkError(f"PostgreSQL refused the connection: {message}") from None
-        raise SinkUnavailable(f"PostgreSQL unreachable: {message}") from None
     except psycopg.Error as err:
-        # A malformed URL: libpq's message may quote the password, so it is not repeated.
-        raise SinkError(f"the database URL is not usable ({type(err).__name__})") from None
+        raise connect_error(err, server_address(url)) from None
+
+
+def connect_error(err: psycopg.Error, where: str) -> Exception:
+    """The login-etl error for a connection to `where` that failed with `err`."""
+    message = str(err)
+    if isinstance(err, psycopg.OperationalError):
+        for pattern, what, transient in _CONNECT_FAILURES:
+            if pattern.search(message):
+                if transient:
+                    return SinkUnavailable(f"PostgreSQL unreachable at {where}: {what}")
+                return SinkError(f"PostgreSQL refused the connection at {where}: {what}")
+        if not _REFUSED_URL.search(message):
+            return SinkUnavailable(f"PostgreSQL unreachable at {where}: the connection failed")
+    return ConfigError(
+        f"{SETTING}: libpq does not accept a parameter of the URL ({type(err).__name__}); "
+        "see https://www.postgresql.org/docs/current/libpq-connect.html"
+    )
 
 
 def first_line(err: Exception) -> str:
-    # libpq messages can span lines with hints; the first line says what happened. The URL and
-    # password are never part of them.
+    """The first line of a server error: what happened (hints and DETAIL follow on others).
+    Only for errors with a SQLSTATE, which the server wrote about a statement: libpq's own
+    messages may quote the connection's host, user or database."""
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+# What a connection-level error (no SQLSTATE) after connecting is, in our own words.
+_LOST = (
+    (re.compile(r"timeout|timed out", re.I), "timed out"),
+    (re.compile(r"SSL", re.I), "SSL error on the connection"),
+    (re.compile(r"closed|lost|terminat|broken|reset", re.I), "the connection was lost"),
+)
+
+
+def _connection_failure(err: psycopg.Error) -> str:
+    text = str(err)
+    what = next((what for pattern, what in _LOST if pattern.search(text)), "the connection failed")
+    return f"{what} ({type(err).__name__})"
 
 
 def translate(err: psycopg.Error, action: str) -> Exception:
     """SinkUnavailable for connection-level and retryable failures, SinkError for the rest."""
     sqlstate = err.sqlstate or ""
     if isinstance(err, psycopg.OperationalError | psycopg.InterfaceError) and not sqlstate:
-        return SinkUnavailable(f"PostgreSQL {action}: {first_line(err)}")
+        return SinkUnavailable(f"PostgreSQL {action}: {_connection_failure(err)}")
     if sqlstate.startswith(_TRANSIENT_CLASSES):
         return SinkUnavailable(f"PostgreSQL {action}: {first_line(err)} (SQLSTATE {sqlstate})")
     if isinstance(

@@ -19,6 +19,7 @@ from psycopg import sql
 from login_etl.adapters.postgres.connection import translated
 from login_etl.adapters.postgres.sink import VAULT_INSERT
 from login_etl.core.model import Loaded, Outcome
+from login_etl.core.reasons import row_refused
 
 _INSERT_ROW = """
 INSERT INTO public.user_logins
@@ -154,7 +155,7 @@ class QuarantineStore:
                 with self._conn.transaction():
                     self._insert(cur, [outcome])
             except (psycopg.DataError, psycopg.IntegrityError) as err:
-                refused[outcome.message_id] = f"database: refused the row (SQLSTATE {err.sqlstate})"
+                refused[outcome.message_id] = row_refused(err.sqlstate).reason
         return refused
 
     @staticmethod

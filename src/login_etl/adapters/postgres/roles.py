@@ -91,7 +91,7 @@ def apply_roles(conn: psycopg.Connection[tuple[object, ...]], roles: Roles) -> l
     the service's objects; psycopg errors propagate for the caller to translate.
     """
     created = [name for name in (roles.analyst, roles.service) if _create_if_missing(conn, name)]
-    _refuse_privileged(conn, roles)
+    refuse_privileged(conn, roles)  # migrate() checked already; apply_roles may be used alone
     lock_down_public(conn)
     row = conn.execute("SELECT current_database()").fetchone()
     database = sql.Identifier(str(row[0] if row else ""))
@@ -99,6 +99,7 @@ def apply_roles(conn: psycopg.Connection[tuple[object, ...]], roles: Roles) -> l
         role = sql.Identifier(name)
         for statement in (*_RESET, *grants):
             conn.execute(sql.SQL(statement).format(role=role, database=database))
+    _refuse_analyst_reach(conn, roles)
     return created
 
 
@@ -115,27 +116,88 @@ def _create_if_missing(conn: psycopg.Connection[tuple[object, ...]], name: str) 
     return True
 
 
-def _refuse_privileged(conn: psycopg.Connection[tuple[object, ...]], roles: Roles) -> None:
-    """A superuser, the schema owner or one of its members sees everything: grants would not
-    separate anything, and revoking from the owner would harm it."""
+# Built-in roles that read or write every table whatever is granted (PostgreSQL 14+): a member
+# reads the quarantine and the audit trail, or can empty the audit trail.
+_READ_WRITE_ALL = ("pg_read_all_data", "pg_write_all_data")
+
+# For each of the two roles, every role it is a member of, directly or through others, itself
+# included. MEMBER counts any membership, with or without INHERIT or SET: one that only allows
+# SET ROLE still lets its holder act as that role. pg_has_role is true of every role for a
+# superuser, so a superuser's rows include all the others.
+_MEMBERSHIPS: LiteralString = (
+    "SELECT r.rolname, g.rolname, g.rolsuper, g.rolbypassrls, g.oid = o.owner,"
+    " g.rolname = ANY(%(all_data)s)"
+    " FROM pg_roles r JOIN pg_roles g ON pg_has_role(r.oid, g.oid, 'MEMBER'),"
+    # The schema's owner; before the first migration, whoever is about to create it.
+    " (SELECT coalesce((SELECT nspowner FROM pg_namespace WHERE nspname = 'login_etl'),"
+    " (SELECT oid FROM pg_roles WHERE rolname = current_user)) AS owner) o"
+    " WHERE r.rolname = ANY(%(names)s)"
+    " ORDER BY r.rolname, g.oid <> r.oid, g.rolname"
+)
+
+# After the grants: a role the analyst belongs to that was granted USAGE on schema login_etl (the
+# reset revokes only from the analyst itself). Without USAGE no table there is reachable; the
+# roles that need none (superuser, owner, pg_read_all_data) are refused before.
+_ANALYST_REACHES: LiteralString = (
+    "SELECT g.rolname FROM pg_namespace n, aclexplode(n.nspacl) a"
+    " JOIN pg_roles g ON g.oid = a.grantee"
+    " WHERE n.nspname = 'login_etl' AND a.privilege_type = 'USAGE'"
+    " AND pg_has_role(%s, g.oid, 'MEMBER')"
+    " ORDER BY g.rolname LIMIT 1"
+)
+
+
+def _why_privileged(superuser: bool, bypassrls: bool, owner: bool, all_data: bool) -> str | None:
+    if superuser:
+        return "a superuser"
+    if bypassrls:
+        return "BYPASSRLS (row-level security does not apply to it)"
+    if owner:
+        return "the owner of schema login_etl"
+    return "able to read or write every table" if all_data else None
+
+
+def refuse_privileged(conn: psycopg.Connection[tuple[object, ...]], roles: Roles) -> None:
+    """ConfigError if either role could see what grants are meant to hide: a superuser, a role
+    with BYPASSRLS, the schema owner, pg_read_all_data or pg_write_all_data, or a member of any
+    of these (directly or through other roles). No grant or revoke separates such a role, and
+    revoking from the owner would harm it. Roles that do not exist yet pass: they are made
+    plain."""
     rows = conn.execute(
-        "SELECT r.rolname, r.rolsuper OR pg_has_role(r.oid, n.nspowner, 'MEMBER')"
-        " FROM pg_roles r, pg_namespace n"
-        " WHERE n.nspname = 'login_etl' AND r.rolname = ANY(%s)",
-        ([roles.analyst, roles.service],),
+        _MEMBERSHIPS, {"names": [roles.analyst, roles.service], "all_data": list(_READ_WRITE_ALL)}
     ).fetchall()
-    for name, privileged in rows:
-        if privileged:
-            option = "--analyst-role" if name == roles.analyst else "--service-role"
-            raise ConfigError(
-                f"{option}: {name} is a superuser or a member of the schema owner; "
-                "give it a role of its own"
-            )
+    for name, via, superuser, bypassrls, owner, all_data in rows:
+        why = _why_privileged(bool(superuser), bool(bypassrls), bool(owner), bool(all_data))
+        if why is None:
+            continue
+        option = "--analyst-role" if name == roles.analyst else "--service-role"
+        who = f"{name} is" if via == name else f"{name} is a member of {via}, which is"
+        if why.startswith("BYPASSRLS"):
+            who = f"{name} has" if via == name else f"{name} is a member of {via}, which has"
+        raise ConfigError(
+            f"{option}: {who} {why}, so it could read the quarantine and the audit trail "
+            "whatever is granted; name a plain role of its own (see docs/operations.md, "
+            "access control)"
+        )
     row = conn.execute(
-        "SELECT pg_has_role(%s, %s, 'MEMBER')", (roles.analyst, roles.service)
+        "SELECT EXISTS (SELECT FROM pg_roles a, pg_roles s WHERE a.rolname = %s"
+        " AND s.rolname = %s AND pg_has_role(a.oid, s.oid, 'MEMBER'))",
+        (roles.analyst, roles.service),
     ).fetchone()
     if row and row[0]:
         raise ConfigError(
             f"--analyst-role: {roles.analyst} is a member of {roles.service}, the service role, "
             "and would get its privileges"
+        )
+
+
+def _refuse_analyst_reach(conn: psycopg.Connection[tuple[object, ...]], roles: Roles) -> None:
+    """ConfigError if, once its own grants are reset, the analyst still reaches schema
+    login_etl through a role it belongs to."""
+    row = conn.execute(_ANALYST_REACHES, (roles.analyst,)).fetchone()
+    if row:
+        raise ConfigError(
+            f"--analyst-role: {roles.analyst} is a member of {row[0]}, which has USAGE on schema "
+            "login_etl, so it could read the quarantine and the audit trail; revoke that "
+            "membership or privilege, or name a plain role of its own"
         )

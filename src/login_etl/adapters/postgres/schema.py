@@ -15,7 +15,12 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from login_etl.adapters.postgres.connection import first_line, translate, translated
-from login_etl.adapters.postgres.roles import Roles, apply_roles, lock_down_public
+from login_etl.adapters.postgres.roles import (
+    Roles,
+    apply_roles,
+    lock_down_public,
+    refuse_privileged,
+)
 from login_etl.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -119,6 +124,8 @@ def _apply(conn: psycopg.Connection[tuple[object, ...]], roles: Roles | None) ->
     # to do (nor any privilege to need).
     current = _version(conn)
     _refuse_newer(current)
+    if roles is not None:
+        refuse_privileged(conn, roles)  # before any DDL: a refusal logs no migration
     if current < SCHEMA_VERSION:
         conn.execute("CREATE SCHEMA IF NOT EXISTS login_etl")
         conn.execute(

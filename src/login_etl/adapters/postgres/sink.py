@@ -20,6 +20,7 @@ import psycopg
 from login_etl.adapters.postgres.connection import connect, translated
 from login_etl.core.model import Loaded, Outcome
 from login_etl.errors import SinkUnavailable
+from login_etl.logs import log_failure
 from login_etl.ports import CommitResult
 
 log = logging.getLogger(__name__)
@@ -164,8 +165,8 @@ class PostgresSink:
         if self._conn is not None:
             try:
                 self._conn.close()
-            except psycopg.Error:  # already broken; closing is best effort
-                log.debug("closing a broken connection failed", exc_info=True)
+            except psycopg.Error as err:  # already broken; closing is best effort
+                log_failure(log, err, "closing a broken connection failed", level=logging.DEBUG)
             self._conn = None
 
 

@@ -1,0 +1,186 @@
+"""Checks of a PostgreSQL URL, at start-up and in words that quote none of it.
+
+libpq checks most parameter values only when it connects, and its messages quote the value
+(`invalid port number: "…"`), so a password typed with an unescaped `@` leaks through them:
+`postgresql://etl:my@Secret-Pw@db/etl` makes libpq look for host `Secret-Pw@db`. These checks
+catch such URLs before anything connects, and describe the server without the password.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from ipaddress import ip_address
+
+import psycopg
+from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
+
+SCHEMES = ("postgresql", "postgres")
+# The same hint for every way a user name or password can split a URL in the wrong place.
+ESCAPE_HINT = (
+    "percent-encode any '@', ':', '/', '?', '#' or '%' in the user name and password "
+    "(e.g. '@' as %40)"
+)
+# What libpq accepts for the parameters it checks itself (PostgreSQL 18's libpq-connect docs);
+# tests/unit/test_dburl.py holds these sets against the libpq that psycopg loads.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "sslcertmode": ("disable", "allow", "require"),
+    "sslnegotiation": ("postgres", "direct"),
+    "target_session_attrs": (
+        "any",
+        "read-write",
+        "read-only",
+        "primary",
+        "standby",
+        "prefer-standby",
+    ),
+    "load_balance_hosts": ("disable", "random"),
+}
+# libpq compares these without regard to case.
+TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+TLS_PARAMETERS = ("ssl_min_protocol_version", "ssl_max_protocol_version")
+INTEGERS = (
+    "connect_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+)
+MAX_PORT = 65_535
+_HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?")
+_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def problem(url: str) -> str | None:
+    """What keeps libpq from using `url`, in words that quote none of it; None if nothing.
+
+    Checked: the scheme, the URL syntax (percent-escapes, known query parameters), an `@` left
+    unescaped in the user name or password, each host and port, and the values libpq would
+    refuse only when connecting. A parameter missing from the URL is read from its PG*
+    environment variable, as libpq does, and then named.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in SCHEMES:
+        return "must be a postgresql:// URL"
+    # libpq ends the user name and password at the first '@' before a '/'; a second '@' there
+    # belongs to the password, and libpq would take the rest for the host name.
+    if re.split(r"[/?]", rest, maxsplit=1)[0].count("@") > 1:
+        return f"the user name or password holds an unescaped '@': {ESCAPE_HINT}"
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        # libpq's message quotes the offending part, which may be the password.
+        return f"is not a valid PostgreSQL URL: check its query parameters, and {ESCAPE_HINT}"
+    return _hosts_problem(params) or _values_problem(params)
+
+
+def server_address(url: str) -> str:
+    """`host:port` (comma-separated for several hosts) from a URL that `problem` accepts;
+    "the database server" for any other, which might put part of a password there."""
+    if problem(url) is not None:
+        return "the database server"
+    params = conninfo_to_dict(url)
+    hosts = _split(_value(params, "host")) or _split(_value(params, "hostaddr")) or [""]
+    ports = _split(_value(params, "port")) or [""]
+    if len(ports) == 1:
+        ports *= len(hosts)
+    return ",".join(
+        f"{_bracketed(host) or 'the default socket'}:{port or '5432'}"
+        for host, port in zip(hosts, ports, strict=False)
+    )
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("/") else host
+
+
+def _hosts_problem(params: Mapping[str, object]) -> str | None:
+    hosts = _split(_value(params, "host"))
+    addresses = _split(_value(params, "hostaddr"))
+    for host in hosts:
+        if "@" in host[1:]:
+            return f"a host name holds an '@': {ESCAPE_HINT}"
+        if host and not _is_host(host):
+            return f"a host is not a host name, an IP address or a socket directory; {ESCAPE_HINT}"
+    for address in addresses:
+        if address and not _is_ip(address):
+            return "hostaddr must be an IP address"
+    if hosts and addresses and len(hosts) != len(addresses):
+        return "give as many hostaddr values as hosts"
+    return _ports_problem(params, max(len(hosts), len(addresses)))
+
+
+def _ports_problem(params: Mapping[str, object], hosts: int) -> str | None:
+    ports = _split(_value(params, "port"))
+    for port in ports:
+        if port and not (_INTEGER.fullmatch(port) and 1 <= int(port) <= MAX_PORT):
+            # A port that is not a number is most often part of a password split off at a '/'.
+            hint = f"; {ESCAPE_HINT}" if "port" in params else ""
+            return f"{_named(params, 'port')} must be a number from 1 to {MAX_PORT}{hint}"
+    if len(ports) > 1 and len(ports) != hosts:
+        return "give one port, or one port for each host"
+    return None
+
+
+def _values_problem(params: Mapping[str, object]) -> str | None:
+    for name, choices in CHOICES.items():
+        value = _value(params, name)
+        if value and value not in choices:
+            return f"{_named(params, name)} must be one of {', '.join(choices)}"
+    for name in TLS_PARAMETERS:
+        value = _value(params, name)
+        if value and value.lower() not in (v.lower() for v in TLS_VERSIONS):
+            return f"{_named(params, name)} must be one of {', '.join(TLS_VERSIONS)}"
+    for name in INTEGERS:
+        value = _value(params, name)
+        if value and not _INTEGER.fullmatch(value):
+            return f"{_named(params, name)} must be a whole number"
+    return None
+
+
+def _value(params: Mapping[str, object], name: str) -> str | None:
+    """The parameter as libpq would see it: from the URL, else from its PG* variable."""
+    if name in params:
+        return str(params[name])
+    envvar = _envvars().get(name)
+    return os.environ.get(envvar) if envvar else None
+
+
+def _named(params: Mapping[str, object], name: str) -> str:
+    envvar = _envvars().get(name)
+    return name if name in params or not envvar else f"{name} (from {envvar})"
+
+
+_ENVVARS: dict[str, str] = {}
+
+
+def _envvars() -> dict[str, str]:
+    """Each libpq parameter's environment variable, as this libpq names them."""
+    if not _ENVVARS:
+        for info in pq.Conninfo.get_defaults():
+            if info.envvar:
+                _ENVVARS[info.keyword.decode()] = info.envvar.decode()
+    return _ENVVARS
+
+
+def _split(value: str | None) -> list[str]:
+    return value.split(",") if value else []
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_host(host: str) -> bool:
+    # A leading '/' is a Unix socket directory, a leading '@' an abstract socket (Linux).
+    return host.startswith(("/", "@")) or _is_ip(host) or _HOST_NAME.fullmatch(host) is not None
