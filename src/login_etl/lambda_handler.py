@@ -43,9 +43,9 @@ from login_etl.core.transform import Transformer
 from login_etl.errors import LoginEtlError, TransientError
 from login_etl.keys import load_keys
 from login_etl.logs import configure_logging
-from login_etl.pipeline import Pipeline
 from login_etl.ports import MAX_RECEIVE, Backlog, CommitResult
-from login_etl.service import migrate_when_reachable
+from login_etl.runtime.pipeline import Pipeline
+from login_etl.runtime.wiring import migrate_when_reachable
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from login_etl.adapters.postgres import QuarantineStore, vault_lookup
 from login_etl.config import Settings
 from login_etl.core.reasons import KINDS
 from login_etl.keys import KeyRing
-from login_etl.metrics import PrometheusMetrics
 from login_etl.ports import Backlog
-from login_etl.service import open_pipeline
+from login_etl.runtime.metrics import PrometheusMetrics
+from login_etl.runtime.wiring import open_pipeline
 from tests.conftest import ABSENT, body, event
 from tests.integration.conftest import count
 

@@ -19,9 +19,9 @@ from login_etl.core.transform import Transformer
 from login_etl.demo.data import generate_bodies
 from login_etl.demo.services import EmbeddedPostgres
 from login_etl.keys import KeyRing
-from login_etl.pipeline import Pipeline
 from login_etl.ports import Backlog
-from login_etl.service import open_pipeline
+from login_etl.runtime.pipeline import Pipeline
+from login_etl.runtime.wiring import open_pipeline
 from tests.integration.conftest import count
 
 

@@ -16,7 +16,7 @@ from psycopg import sql
 from login_etl.config import Settings
 from login_etl.demo.data import generate_bodies
 from login_etl.logs import configure_logging
-from login_etl.service import open_pipeline
+from login_etl.runtime.wiring import open_pipeline
 from tests.conftest import body
 from tests.integration.test_bad_inputs import BAD
 

@@ -20,8 +20,8 @@ from login_etl.config import Settings
 from login_etl.keys import KeyRing, create_key_file, load_key_file, read_key_file, write_key_file
 from login_etl.keys.keyfile import TEMPLATES
 from login_etl.keys.rotation import DISABLED, describe, rotated, with_status
-from login_etl.rekey import RekeyStats, rekey, stale
-from login_etl.service import open_pipeline
+from login_etl.ops.rekey import RekeyStats, rekey, stale
+from login_etl.runtime.wiring import open_pipeline
 from tests.integration.conftest import count, start_worker
 
 LONG_DEVICE = "é" * 200  # 400 UTF-8 bytes: too long for an inline token, so a vault token

@@ -19,7 +19,7 @@ from login_etl.core.model import Message, Outcome
 from login_etl.core.transform import Transformer
 from login_etl.core.validate import Invalid, validate
 from login_etl.keys import KeyRing, create_key_file, load_key_file
-from login_etl.replay import replay_quarantine
+from login_etl.ops.replay import replay_quarantine
 from tests.conftest import ABSENT, VALID_EVENT, body
 from tests.integration.conftest import count
 

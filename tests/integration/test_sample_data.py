@@ -15,7 +15,7 @@ from login_etl.config import Settings
 from login_etl.core.app_version import encode_app_version
 from login_etl.keys import KeyRing
 from login_etl.ports import Backlog
-from login_etl.service import open_pipeline
+from login_etl.runtime.wiring import open_pipeline
 from tests.conftest import sample_bodies
 from tests.integration.conftest import count, user_logins
 

@@ -307,7 +307,7 @@ def test_create_dlq_and_readiness_work_through_auto_on_a_query_only_endpoint(
         QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]
     )["Attributes"]
     assert "RedrivePolicy" in attributes
-    # /readyz asks the source for the backlog (login_etl.service.serving).
+    # /readyz asks the source for the backlog (login_etl.runtime.wiring.serving).
     source = SqsSource.from_settings(make_settings(queue_url=through, aws_endpoint_url=None))
     assert source.backlog().empty
     assert query_only.requests[0] == "json"

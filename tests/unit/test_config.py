@@ -15,8 +15,8 @@ from login_etl.adapters.sqs import SqsSource, client_kwargs
 from login_etl.cli import main
 from login_etl.config import DEFAULT_QUEUE_URL, Settings, load_settings
 from login_etl.errors import ConfigError
-from login_etl.health import HealthServer
-from login_etl.metrics import PrometheusMetrics
+from login_etl.runtime.health import HealthServer
+from login_etl.runtime.metrics import PrometheusMetrics
 
 
 @pytest.fixture(autouse=True)

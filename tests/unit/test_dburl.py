@@ -16,10 +16,10 @@ import psycopg
 import pytest
 
 from login_etl.adapters.postgres.connection import connect, translate
-from login_etl.dburl import CHOICES, TLS_PARAMETERS, TLS_VERSIONS, problem, server_address
+from login_etl.config.dburl import CHOICES, TLS_PARAMETERS, TLS_VERSIONS, problem, server_address
 from login_etl.errors import ConfigError, SinkUnavailable
-from login_etl.retry import until_stopped
-from login_etl.service import migrate_database
+from login_etl.runtime.retry import until_stopped
+from login_etl.runtime.wiring import migrate_database
 
 # The password of these URLs is "my@Secret-Pw"; none of it may be seen.
 FRAGMENTS = ("Secret-Pw", "my@", "my%40")
@@ -142,7 +142,7 @@ def test_retry_warnings_and_the_final_error_never_show_the_password(
     caplog.set_level(logging.DEBUG)
     with pytest.raises(SinkUnavailable) as info:
         until_stopped("migrate", stop, max_wait_s=0.01, on_error=on_error)(migrate_database, url)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "login_etl.retry"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "login_etl.runtime.retry"]
     assert len(warnings) == 2
     assert not leaks(" ".join(warnings))
     assert not leaks(str(info.value))

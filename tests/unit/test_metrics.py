@@ -13,8 +13,8 @@ from login_etl.core.model import Message, Outcome
 from login_etl.core.reasons import KINDS
 from login_etl.core.transform import Transformer
 from login_etl.keys import KeyRing
-from login_etl.metrics import UNKNOWN_KIND, PrometheusMetrics, rejection_label
-from login_etl.pipeline import Pipeline
+from login_etl.runtime.metrics import UNKNOWN_KIND, PrometheusMetrics, rejection_label
+from login_etl.runtime.pipeline import Pipeline
 from login_etl.testing import MemoryQueue, MemorySink
 from tests.conftest import body, message
 

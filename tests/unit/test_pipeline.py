@@ -11,7 +11,7 @@ import pytest
 from login_etl.core.model import Message
 from login_etl.core.transform import Transformer
 from login_etl.keys import KeyRing
-from login_etl.pipeline import Pipeline
+from login_etl.runtime.pipeline import Pipeline
 from login_etl.testing import MemoryQueue, MemorySink
 from tests.conftest import VALID_EVENT, body
 

@@ -11,7 +11,7 @@ from login_etl.core.transform import Transformer
 from login_etl.keys import KeyFile
 from login_etl.keys.keyfile import TEMPLATES
 from login_etl.keys.rotation import rotated
-from login_etl.rekey import RekeyStats, rekey
+from login_etl.ops.rekey import RekeyStats, rekey
 
 
 def transform_rate(transform: Transformer, messages: Sequence[Message], rounds: int = 3) -> float:

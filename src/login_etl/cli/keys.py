@@ -20,7 +20,7 @@ from login_etl.errors import LoginEtlError
 from login_etl.keys import KeyFile, create_key_file, read_key_file, write_key_file
 from login_etl.keys.keyfile import TEMPLATES, locked
 from login_etl.keys.rotation import DISABLED, ENABLED, describe, rotated, with_status
-from login_etl.rekey import stale
+from login_etl.ops.rekey import stale
 
 
 class Which(StrEnum):

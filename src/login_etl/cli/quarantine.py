@@ -17,7 +17,7 @@ from login_etl.cli.audit import Reason, Requester, record_recovery
 from login_etl.config import load_settings
 from login_etl.errors import LoginEtlError
 from login_etl.keys import load_keys
-from login_etl.replay import REPLAY_BATCH_SIZE, ReplayReport, replay_quarantine
+from login_etl.ops.replay import REPLAY_BATCH_SIZE, ReplayReport, replay_quarantine
 
 
 @quarantine_app.command("list")

@@ -11,7 +11,7 @@ from login_etl.cli import options
 from login_etl.cli.app import app, err, out
 from login_etl.config import load_settings
 from login_etl.keys import load_keys
-from login_etl.rekey import BATCH_PAGES, RekeyStats, rekey
+from login_etl.ops.rekey import BATCH_PAGES, RekeyStats, rekey
 
 
 @app.command("rekey")

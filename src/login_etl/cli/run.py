@@ -21,10 +21,10 @@ from login_etl.cli.app import app, err, out
 from login_etl.config import MAX_PORT, load_settings
 from login_etl.errors import ConfigError
 from login_etl.logs import configure_logging
-from login_etl.metrics import PrometheusMetrics
-from login_etl.pipeline import RunStats
-from login_etl.service import migrate_database, open_pipeline, serving
-from login_etl.workers import run_processes
+from login_etl.runtime.metrics import PrometheusMetrics
+from login_etl.runtime.pipeline import RunStats
+from login_etl.runtime.wiring import migrate_database, open_pipeline, serving
+from login_etl.runtime.workers import run_processes
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from login_etl.demo.data import generate_bodies, publish
 from login_etl.demo.services import EmbeddedPostgres, MotoSqs
 from login_etl.keys import create_key_file, load_key_file
 from login_etl.logs import configure_logging
-from login_etl.service import open_pipeline
+from login_etl.runtime.wiring import open_pipeline
 
 MESSAGES = 100
 

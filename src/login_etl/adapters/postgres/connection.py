@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import errors as pgerrors
 
-from login_etl.dburl import server_address
+from login_etl.config.dburl import server_address
 from login_etl.errors import ConfigError, RowRefused, SinkError, SinkUnavailable
 
 APPLICATION_NAME = "login-etl"
@@ -49,7 +49,7 @@ _CONNECT_FAILURES: tuple[tuple[re.Pattern[str], str, bool], ...] = tuple(
     )
 )
 # psycopg says "connection is bad" when libpq refuses to start at all: a parameter value that
-# `login_etl.dburl` did not foresee, or a local requirement it cannot meet. The server says
+# `login_etl.config.dburl` did not foresee, or a local requirement it cannot meet. The server says
 # "invalid value for parameter" of a setting in the URL's `options`.
 _REFUSED_URL = re.compile(r"^connection is bad:|invalid value for parameter", re.IGNORECASE)
 

@@ -14,11 +14,11 @@ from login_etl.adapters.postgres import PostgresSink, Roles, connect, migrate
 from login_etl.adapters.sqs import SqsSource
 from login_etl.config import Settings
 from login_etl.core.transform import Transformer
-from login_etl.health import HealthServer
 from login_etl.keys import load_keys
-from login_etl.metrics import Metrics, PrometheusMetrics
-from login_etl.pipeline import Pipeline, RunStats
-from login_etl.retry import until_stopped
+from login_etl.runtime.health import HealthServer
+from login_etl.runtime.metrics import Metrics, PrometheusMetrics
+from login_etl.runtime.pipeline import Pipeline, RunStats
+from login_etl.runtime.retry import until_stopped
 
 
 def migrate_database(url: str, roles: Roles | None = None) -> list[int]:

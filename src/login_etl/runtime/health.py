@@ -21,7 +21,7 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from login_etl.errors import ConfigError, LoginEtlError
-from login_etl.metrics import PrometheusMetrics
+from login_etl.runtime.metrics import PrometheusMetrics
 
 log = logging.getLogger(__name__)
 

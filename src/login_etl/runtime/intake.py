@@ -21,7 +21,7 @@ from login_etl.core.model import Message
 from login_etl.errors import LoginEtlError, TransientError
 from login_etl.logs import log_failure
 from login_etl.ports import MAX_RECEIVE, MessageSource
-from login_etl.retry import until_stopped
+from login_etl.runtime.retry import until_stopped
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from typing import Any
 from login_etl.config import load_settings
 from login_etl.errors import ConfigError, LoginEtlError
 from login_etl.logs import configure_logging
-from login_etl.metrics import PrometheusMetrics
-from login_etl.pipeline import RunStats
-from login_etl.service import open_pipeline, serving
+from login_etl.runtime.metrics import PrometheusMetrics
+from login_etl.runtime.pipeline import RunStats
+from login_etl.runtime.wiring import open_pipeline, serving
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,11 @@ from login_etl.core.model import Message, Outcome, Rejected
 from login_etl.core.reasons import Kind, row_refused, transform_failed
 from login_etl.core.transform import Transformer
 from login_etl.errors import RowRefused, TransientError
-from login_etl.intake import Inbox, Pollers
 from login_etl.logs import log_failure
-from login_etl.metrics import Metrics, NoMetrics
 from login_etl.ports import MAX_RECEIVE, CommitResult, MessageSource, Sink
-from login_etl.retry import BACKOFF_MAX_S, until_stopped
+from login_etl.runtime.intake import Inbox, Pollers
+from login_etl.runtime.metrics import Metrics, NoMetrics
+from login_etl.runtime.retry import BACKOFF_MAX_S, until_stopped
 
 log = logging.getLogger(__name__)
 

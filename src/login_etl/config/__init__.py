@@ -17,7 +17,7 @@ from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from login_etl import dburl
+from login_etl.config import dburl
 from login_etl.errors import ConfigError
 
 # The form Tink's AWS KMS integration takes; the region is read from the ARN.

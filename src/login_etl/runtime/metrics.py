@@ -59,7 +59,7 @@ class NoMetrics:
 
 
 class PrometheusMetrics:
-    """Metrics in their own registry, served by `login_etl.health` on LOGIN_ETL_METRICS_PORT."""
+    """Metrics in their own registry, served by `runtime.health` on LOGIN_ETL_METRICS_PORT."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
