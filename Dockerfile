@@ -1,5 +1,5 @@
 # The login-etl worker. Build: docker build -t login-etl .  Run: see docker-compose.yml or
-# deploy/k8s/. tests/unit/test_deploy_files.py checks this file (non-root, pinned base,
+# deploy/k8s/. tests/deploy/test_dockerfile.py checks this file (non-root, pinned base,
 # HEALTHCHECK, locked install).
 #
 # Dependencies are installed from requirements.lock (exact versions of the runtime dependencies,

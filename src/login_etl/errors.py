@@ -7,6 +7,16 @@ pipeline and the CLI decide what to do from the class alone::
      ├── ConfigError          a setting is missing or invalid (CLI exit status 2)
      │    └── KeyFileError    the key file is missing, unreadable, or does not fit
      ├── RevealError          a masked value does not decrypt with this key file
+     ├── NotInQuarantine      no rejected message has the MessageId given
+     ├── KeyAdminError        a key file change was refused or could not be written (exit 1)
+     │    ├── KeyFileExists       `keys create` never overwrites what is at the path
+     │    ├── KeyFileWriteError   the key file could not be created or replaced
+     │    ├── AlreadyWrapped      `keys wrap` on a file that is already wrapped
+     │    ├── UnknownKeyId        no key in the file has the id given
+     │    ├── PrimaryKeyDisable   the primary key cannot be disabled
+     │    └── KeyStillNeeded      stored values still need a key asked to be disabled
+     ├── WorkerExited         a worker process ended without reporting (killed or crashed)
+     ├── UnreadableRecord     an SQS record has no message id or no body
      ├── TransientError       worth retrying: connection lost, throttled, server restarting
      │    ├── SourceUnavailable   SQS could not be reached
      │    ├── SinkUnavailable     PostgreSQL could not be reached
@@ -37,6 +47,58 @@ class KeyFileError(ConfigError):
 
 class RevealError(LoginEtlError):
     """A masked value or encrypted body does not decrypt with the key file given."""
+
+
+class NotInQuarantine(LoginEtlError):
+    """No rejected message has the MessageId given."""
+
+
+class KeyAdminError(LoginEtlError):
+    """A change to the key file was refused, or could not be written; the file is unchanged."""
+
+
+class KeyFileExists(KeyAdminError):
+    """Something already exists at the path of a new key file; it is never overwritten."""
+
+
+class KeyFileWriteError(KeyAdminError):
+    """The key file could not be created or replaced (permissions, disk full, ...)."""
+
+
+class AlreadyWrapped(KeyAdminError):
+    """The key file is already wrapped by a KMS key."""
+
+
+class UnknownKeyId(KeyAdminError):
+    """No key in the key file has the id given."""
+
+
+class PrimaryKeyDisable(KeyAdminError):
+    """The primary key cannot be disabled: rotate first."""
+
+
+class KeyStillNeeded(KeyAdminError):
+    """Stored values still need a key asked to be disabled: run rekey first."""
+
+    def __init__(self, message: str, needs: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.needs = needs  # one line per group of values, e.g. "3 values in <table> need key 7"
+
+
+class WorkerExited(LoginEtlError):
+    """A worker process ended with a non-zero status and no error report (killed, crashed)."""
+
+
+class UnreadableRecord(LoginEtlError):
+    """An SQS record that cannot become a Message; `message_id` is None when it has none."""
+
+    def __init__(self, message_id: str | None, why: str) -> None:
+        super().__init__(why)
+        self.message_id = message_id
+        self.why = why
+
+    def __reduce__(self) -> tuple[type[UnreadableRecord], tuple[str | None, str]]:
+        return type(self), (self.message_id, self.why)
 
 
 class TransientError(LoginEtlError):
@@ -78,13 +140,24 @@ class RowRefused(SinkError):
         super().__init__(message)
         self.sqlstate = sqlstate
 
+    def __reduce__(self) -> tuple[type[RowRefused], tuple[str, str]]:
+        # Exception pickles as cls(*args), and args holds the message only (worker processes).
+        return type(self), (str(self), self.sqlstate)
+
 
 __all__ = [
+    "AlreadyWrapped",
     "ConfigError",
+    "KeyAdminError",
     "KeyFileError",
+    "KeyFileExists",
+    "KeyFileWriteError",
+    "KeyStillNeeded",
     "KmsUnavailable",
     "LoginEtlError",
+    "NotInQuarantine",
     "PermanentError",
+    "PrimaryKeyDisable",
     "RevealError",
     "RowRefused",
     "SinkError",
@@ -93,4 +166,7 @@ __all__ = [
     "SourceUnavailable",
     "SqsProtocolError",
     "TransientError",
+    "UnknownKeyId",
+    "UnreadableRecord",
+    "WorkerExited",
 ]

@@ -1,14 +1,15 @@
 """AWS Lambda entry point: an SQS event source mapping (with ReportBatchItemFailures) → PostgreSQL.
 
-Handler: `login_etl.lambda_handler.handler`. It runs the worker's own code path (key file →
-`Transformer`, `PostgresSink`, `Pipeline.commit`); only the queue side differs, because Lambda
-receives the messages and deletes, once the handler returns, every record that the response does
-not list in `batchItemFailures`. So the response lists exactly the records whose outcome is not
-committed, and the delivery guarantee is the worker's:
+Handler: `login_etl.lambda_handler.handler`. It calls the worker's own batch committer, built by
+the same wiring (`runtime.wiring.build_committer`: key file, `PostgresSink`, `Committer`); it
+has no queue side, because Lambda receives the messages and deletes, once the handler returns,
+every record that the response does not list in `batchItemFailures`. So the response lists
+exactly the records whose outcome is not committed, and the delivery guarantee is the worker's:
 
-* Each record becomes a `Message`; the whole batch is committed in one transaction together with
-  its ids in the ledger. Invalid bodies are outcomes, not failures: they are quarantined in
-  `login_etl.rejected_messages`, and a row the database refuses is quarantined with its SQLSTATE.
+* Each record becomes a `Message` (`core.sqs_record`, as in the worker); the whole batch is
+  committed in one transaction together with its ids in the ledger. Invalid bodies are outcomes,
+  not failures: they are quarantined in `login_etl.rejected_messages`, and a row the database
+  refuses is quarantined with its SQLSTATE.
 * A redelivered record (same messageId) finds its id in the ledger and loads nothing.
 * PostgreSQL unreachable: the commit is retried for at most `RETRY_BUDGET_S`, then every record
   is reported failed and SQS redelivers it after its visibility timeout. The queue waits out an
@@ -32,20 +33,17 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from login_etl.adapters.postgres import PostgresSink
 from login_etl.adapters.postgres.connection import CONNECT_TIMEOUT_S
 from login_etl.config import load_settings
 from login_etl.core.model import Message
-from login_etl.core.transform import Transformer
-from login_etl.errors import LoginEtlError, TransientError
-from login_etl.keys import load_keys
+from login_etl.core.sqs_record import FALLBACK_WARNING, parse_record
+from login_etl.errors import LoginEtlError, TransientError, UnreadableRecord
 from login_etl.logs import configure_logging
-from login_etl.ports import MAX_RECEIVE, Backlog, CommitResult
-from login_etl.runtime.pipeline import Pipeline
-from login_etl.runtime.wiring import migrate_when_reachable
+from login_etl.ports import CommitResult
+from login_etl.runtime.committer import Committer
+from login_etl.runtime.wiring import build_committer
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +55,6 @@ RETRY_BUDGET_S = 2.0
 # Time kept back from the invocation's deadline: once the budget is spent, the attempt under way
 # may still take a connect timeout, and the response must be returned before Lambda's timeout.
 DEADLINE_RESERVE_S = CONNECT_TIMEOUT_S + 2.0
-# The last millisecond Python's `date` (and so `create_date`) can hold: 9999-12-31T23:59:59.999Z.
-_MAX_TIMESTAMP_MS = 253_402_300_799_999
-_MAX_TIMESTAMP_DIGITS = len(str(_MAX_TIMESTAMP_MS))
 
 
 class ItemFailure(TypedDict):
@@ -74,41 +69,8 @@ class BatchResponse(TypedDict):
     batchItemFailures: list[ItemFailure]
 
 
-class LambdaOwnsTheQueue:
-    """The pipeline's source, inert: Lambda receives the records and deletes the successes.
-
-    `release` does nothing either: a record reported failed becomes visible again after its
-    visibility timeout, which is the backoff an outage should get.
-    """
-
-    def receive(self, wait_seconds: int, max_messages: int = MAX_RECEIVE) -> list[Message]:
-        return []
-
-    def delete(self, messages: Sequence[Message]) -> int:
-        return 0
-
-    def release(self, messages: Sequence[Message]) -> None:
-        return None
-
-    def extend(self, messages: Sequence[Message], seconds: int) -> None:
-        # Lambda requires the queue's visibility timeout to be at least the function's timeout:
-        # no record can become visible again while an invocation holds it.
-        return None
-
-    def backlog(self) -> Backlog:
-        return Backlog(visible=0, in_flight=0, delayed=0)
-
-
-@dataclass(frozen=True)
-class _Runtime:
-    """What outlives an invocation: built once per execution environment."""
-
-    transformer: Transformer
-    sink: PostgresSink
-
-
 class _Cache:
-    """The execution environment's runtime, built on the first invocation that needs it.
+    """The execution environment's committer, built on the first invocation that needs it.
 
     Not built at import time: a cold start whose database is down must still answer with a
     partial batch response (an import error would fail the invocation), and the next invocation
@@ -116,102 +78,38 @@ class _Cache:
     """
 
     def __init__(self) -> None:
-        self._runtime: _Runtime | None = None
+        self._committer: Committer | None = None
         self._lock = threading.Lock()  # Lambda runs one invocation at a time; this is cheap
 
-    def get(self, stop: threading.Event) -> _Runtime:
-        """The runtime; on a cold start, read settings and keys and migrate (retried until
+    def get(self, stop: threading.Event) -> Committer:
+        """The committer; on a cold start, read settings and keys and migrate (retried until
         `stop`). Raises TransientError if the database stays unreachable; nothing is cached then."""
         with self._lock:
-            if self._runtime is None:
+            if self._committer is None:
                 settings = load_settings()
                 # Before the key file is unwrapped: botocore at DEBUG would log KMS's answers,
                 # the data keys. The handlers and the root's level (AWS_LAMBDA_LOG_LEVEL) stay
                 # Lambda's; login_etl gets LOGIN_ETL_LOG_LEVEL (the count line is INFO, and the
                 # root passes WARNING and up unless told otherwise), other libraries WARNING.
                 configure_logging(settings.log_level, keep_handlers=True)
-                keys = load_keys(settings)
-                database_url = settings.database_url.get_secret_value()
-                migrate_when_reachable(database_url, stop)  # service.migrate_database, retried
-                self._runtime = _Runtime(
-                    transformer=Transformer(keys.masker, keys.sealer),
-                    sink=PostgresSink(database_url),
-                )
+                self._committer = build_committer(settings, stop)
                 log.info("cold start: key file loaded, schema migrated")
-            return self._runtime
+            return self._committer
 
     def reset(self) -> None:
         with self._lock:
-            if self._runtime is not None:
-                self._runtime.sink.close()
-            self._runtime = None
+            if self._committer is not None:
+                self._committer.close()
+            self._committer = None
 
 
 _cache = _Cache()
 
 
 def reset() -> None:
-    """Close the cached connection and forget the runtime, as a new execution environment would
+    """Close the cached connection and forget the committer, as a new execution environment would
     start: for tests, which change the settings between invocations."""
     _cache.reset()
-
-
-# -- records → messages ------------------------------------------------------------------------
-
-
-class _Unreadable(Exception):
-    """A record that cannot become a Message; `message_id` is None when it has none to report."""
-
-    def __init__(self, message_id: str | None, why: str) -> None:
-        super().__init__(why)
-        self.message_id = message_id
-        self.why = why
-
-
-def _timestamp_ms(value: object) -> int | None:
-    """A millisecond Unix timestamp as SQS writes it (a string of digits), if it is one that
-    `create_date` can hold; else None."""
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit() and len(value) <= _MAX_TIMESTAMP_DIGITS):
-            return None
-        ms = int(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        ms = value
-    else:
-        return None
-    return ms if 0 <= ms <= _MAX_TIMESTAMP_MS else None
-
-
-def _to_message(record: object, now_ms: int) -> Message:
-    """The record as the pipeline's Message; `_Unreadable` if it has no id or no body.
-
-    A missing or unusable SentTimestamp is not fatal: `create_date` then comes from when SQS
-    first handed the message out, or failing that from now, either of which is at most the
-    visibility timeouts of the retries away from the send. Losing the login over it would be
-    worse.
-    """
-    if not isinstance(record, Mapping):
-        raise _Unreadable(None, "record is not an object")
-    message_id = record.get("messageId")
-    if not isinstance(message_id, str) or not message_id:
-        raise _Unreadable(None, "record has no messageId")
-    body = record.get("body")
-    if not isinstance(body, str):
-        raise _Unreadable(message_id, "record has no body")
-    attributes = record.get("attributes")
-    if not isinstance(attributes, Mapping):
-        attributes = {}
-    sent_ms = _timestamp_ms(attributes.get("SentTimestamp"))
-    if sent_ms is None:
-        first_received_ms = _timestamp_ms(attributes.get("ApproximateFirstReceiveTimestamp"))
-        sent_ms = now_ms if first_received_ms is None else first_received_ms
-        log.warning(
-            "message %s: no usable SentTimestamp; create_date taken from %s",
-            message_id,
-            "now" if first_received_ms is None else "ApproximateFirstReceiveTimestamp",
-        )
-    receipt = record.get("receiptHandle")
-    return Message(message_id, body, sent_ms, receipt if isinstance(receipt, str) else "")
 
 
 # -- committing --------------------------------------------------------------------------------
@@ -230,10 +128,10 @@ def _retry_budget_s(context: object) -> float:
 def _stop_after(seconds: float) -> Iterator[threading.Event]:
     """An event that sets itself after `seconds`.
 
-    It is the pipeline's stop event: `retry.until_stopped` retries a TransientError until its
+    It is the commit's stop event: `retry.until_stopped` retries a TransientError until its
     event is set (then re-raises; with the event set from the start, after one attempt), and
     wakes from its backoff sleep at once when it is. So the retries last at most `seconds` plus
-    the attempt under way, and `Pipeline.commit` then returns None instead of raising.
+    the attempt under way, and `Committer.commit` then returns None instead of raising.
     """
     stop = threading.Event()
     if seconds <= 0:
@@ -250,17 +148,19 @@ def _stop_after(seconds: float) -> Iterator[threading.Event]:
 
 
 def _commit(messages: Sequence[Message], budget_s: float) -> CommitResult | None:
-    """Commit the batch with the worker's pipeline; None if the database stayed unreachable."""
+    """Commit the batch with the worker's committer; None if the database stayed unreachable.
+    The committer (connection, keys) outlives the invocation; the stop event is this one's."""
     with _stop_after(budget_s) as stop:
         try:
-            runtime = _cache.get(stop)
+            committer = _cache.get(stop)
         except TransientError as err:
             log.warning("cold start: database unreachable (%s)", err)
             return None
-        # A Pipeline is cheap to build: a fresh one per invocation gets a fresh stop event and
-        # per-invocation stats, while the sink (connection) and transformer (keys) are reused.
-        pipeline = Pipeline(LambdaOwnsTheQueue(), runtime.sink, runtime.transformer, stop=stop)
-        return pipeline.commit(messages)
+        return committer.commit(messages, stop)
+
+
+def _warn_fallback(message_id: str, source: str) -> None:
+    log.warning(FALLBACK_WARNING, message_id, source)
 
 
 def handler(event: Mapping[str, Any], context: object) -> BatchResponse:
@@ -283,8 +183,8 @@ def handler(event: Mapping[str, Any], context: object) -> BatchResponse:
     nameless = 0
     for index, record in enumerate(records):
         try:
-            message = _to_message(record, now_ms)
-        except _Unreadable as err:
+            message = parse_record(record, now_ms=now_ms, on_fallback=_warn_fallback)
+        except UnreadableRecord as err:
             if err.message_id is None:
                 nameless += 1
                 log.warning("record %d: %s; failing the invocation", index, err.why)

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import boto3
 import psycopg
@@ -26,6 +25,7 @@ from login_etl.config import Settings
 from login_etl.demo.data import publish
 from login_etl.demo.services import EmbeddedPostgres, MotoSqs
 from login_etl.ports import Backlog
+from tests.support import with_database
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -43,18 +43,6 @@ def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with EmbeddedPostgres(tmp_path_factory.mktemp("pg")) as server:
         yield server.url
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-def as_user(url: str, user: str, password: str) -> str:
-    """The same database URL, for another user (a URL still: the CLI accepts only URLs)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{quote(user)}:{quote(password)}@{host}"))
 
 
 @pytest.fixture
@@ -97,6 +85,18 @@ def sqs_client(moto: MotoSqs) -> Any:
 
 
 @pytest.fixture
+def kms(moto: MotoSqs) -> Any:
+    """A KMS client on moto's server (which serves KMS as well as SQS)."""
+    return boto3.client(
+        "kms",
+        endpoint_url=moto.endpoint,
+        region_name="eu-west-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+@pytest.fixture
 def queue_url(sqs_client: Any) -> str:
     return str(
         sqs_client.create_queue(QueueName=f"login-queue-{uuid.uuid4().hex[:12]}")["QueueUrl"]
@@ -132,19 +132,6 @@ def backlog(make_settings: Callable[..., Settings]) -> Callable[[], Backlog]:
     return source.backlog
 
 
-def user_logins(conn: psycopg.Connection[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    return conn.execute(
-        "SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date"
-        " FROM user_logins ORDER BY user_id, masked_ip"
-    ).fetchall()
-
-
-def count(conn: psycopg.Connection[tuple[Any, ...]], table: str) -> int:
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table))).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 @pytest.fixture
 def cli(
     queue_url: str, database_url: str, key_file: Path
@@ -171,23 +158,3 @@ def cli(
 
     run.env = env  # type: ignore[attr-defined]
     return run
-
-
-def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    """`login-etl run ARGS` in a child process, its output piped."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "login_etl", "run", *args],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def wait_for_log(worker: subprocess.Popen[str], text: str) -> None:
-    """Read the worker's stderr until a line holds `text` (e.g. "batch 2:": mid-stream)."""
-    assert worker.stderr is not None
-    for line in worker.stderr:
-        if text in line:
-            return
-    raise AssertionError(f"the worker ended without logging {text!r}")

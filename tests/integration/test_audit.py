@@ -7,19 +7,12 @@ import datetime as dt
 import json
 import os
 import pwd
-import subprocess
-from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 
 from login_etl.keys import KeyRing
-from tests.conftest import body
-from tests.integration.conftest import count
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-DB = psycopg.Connection[tuple[Any, ...]]
+from tests.support import DB, Cli, body, count, quarantine
 
 # The name of the uid the CLI runs as (the tests' own); what the audit must record as OS user.
 ME = pwd.getpwuid(os.geteuid()).pw_name
@@ -46,15 +39,6 @@ def vault_token(db: DB, keys: KeyRing, value: str) -> str:
         masked.vault,
     )
     return masked.token
-
-
-def quarantine(db: DB, keys: KeyRing, message_id: str, text: str) -> None:
-    db.execute("INSERT INTO login_etl.processed_messages (message_id) VALUES (%s)", (message_id,))
-    db.execute(
-        "INSERT INTO login_etl.rejected_messages (message_id, sent_at, reason, body)"
-        " VALUES (%s, now(), 'app_version: not a version', %s)",
-        (message_id, keys.sealer.seal(message_id, text)),
-    )
 
 
 def test_each_reveal_leaves_one_record_with_its_count_and_reason_and_no_value(

@@ -19,30 +19,8 @@ from login_etl.core.reasons import KINDS
 from login_etl.keys import KeyRing
 from login_etl.ports import Backlog
 from login_etl.runtime.metrics import PrometheusMetrics
-from login_etl.runtime.wiring import open_pipeline
-from tests.conftest import ABSENT, body, event
-from tests.integration.conftest import count
-
-# One message per input class of the mapping table, with the reason it must be recorded with.
-BAD = {
-    "not json": "body: not valid JSON (Expecting value at line 1 column 1)",
-    "[1, 2]": "body: must be a JSON object, got array",
-    '{"foo": "oops_wrong_msg_type", "bar": "123"}': "user_id: required; device_type: required; ip: required; device_id: required",
-    body(user_id=""): "user_id: must be 1–128 characters, got 0",
-    body(user_id="u" * 129): "user_id: must be 1–128 characters, got 129",
-    body(user_id=123): "user_id: must be a string, got number",
-    body(device_type=ABSENT): "device_type: required",
-    body(device_type="d" * 33): "device_type: must be 1–32 characters, got 33",
-    body(ip="10.0.0.256"): "ip: must be an IPv4 or IPv6 address",
-    body(ip=None): "ip: must not be null",
-    body(device_id=" "): "device_id: must be 1–256 characters after trimming whitespace, got 0",
-    body(device_id=["x"]): "device_id: must be a string, got array",
-    body(locale="x" * 33): "locale: must be 0–32 characters, got 33",
-    body(app_version="2.3.x"): "app_version: must be MAJOR[.MINOR[.PATCH]] in decimal digits",
-    body(app_version="3000.0.0"): "app_version: MAJOR must be at most 2146",
-    body(app_version=230): "app_version: must be a string, got number",
-    body(user_id="a\u0000b"): "user_id: must not contain NUL characters",
-}
+from login_etl.runtime.wiring import open_worker
+from tests.support import ABSENT, BAD_BODIES, body, count, event
 
 # Edge cases that must load, each in its own way.
 GOOD = [
@@ -161,18 +139,18 @@ def test_every_bad_input_class_is_recorded_and_the_rest_is_loaded(
     db: psycopg.Connection[tuple[Any, ...]],
     keys: KeyRing,
 ) -> None:
-    send(list(BAD) + GOOD)
-    with open_pipeline(make_settings()) as pipeline:
-        stats = pipeline.run(until_empty=True)
+    send(list(BAD_BODIES) + GOOD)
+    with open_worker(make_settings()) as worker:
+        stats = worker.run(until_empty=True)
 
-    assert (stats.loaded, stats.rejected) == (len(GOOD), len(BAD))
+    assert (stats.loaded, stats.rejected) == (len(GOOD), len(BAD_BODIES))
     assert backlog().empty
     assert count(db, "user_logins") == len(GOOD)
 
     # Each rejection: its reason, and its body recoverable with the key file.
     store = QuarantineStore(db)
     recorded = {keys.sealer.open(e.message_id, e.body): e.reason for e in store.list(limit=1000)}
-    assert recorded == BAD
+    assert recorded == BAD_BODIES
 
     rows = {
         r[0]: r
@@ -198,8 +176,8 @@ def test_a_body_with_every_rule_broken_keeps_its_json_out_of_the_reason(
 ) -> None:
     secret_ip = "203.0.113.77"
     send([json.dumps({"ip": secret_ip + "x", "device_id": 5, "user_id": None})])
-    with open_pipeline(make_settings()) as pipeline:
-        pipeline.run(until_empty=True)
+    with open_worker(make_settings()) as worker:
+        worker.run(until_empty=True)
     [(reason,)] = db.execute("SELECT reason FROM login_etl.rejected_messages").fetchall()
     assert secret_ip not in reason
 
@@ -215,8 +193,8 @@ def test_bad_input_that_held_is_recorded_as_decided_and_the_rest_is_loaded(
 ) -> None:
     send_all([*HELD_REJECTED, *HELD_LOADED.values(), *GOOD], send, sqs_client, queue_url)
     metrics = PrometheusMetrics()
-    with open_pipeline(make_settings(), metrics=metrics) as pipeline:
-        stats = pipeline.run(until_empty=True)
+    with open_worker(make_settings(), metrics=metrics) as worker:
+        stats = worker.run(until_empty=True)
 
     loaded = len(HELD_LOADED) + len(GOOD)
     assert (stats.loaded, stats.rejected) == (loaded, len(HELD_REJECTED))

@@ -14,7 +14,7 @@ import pytest
 from login_etl.adapters.postgres import SCHEMA_VERSION
 from login_etl.demo.data import generate_bodies
 from login_etl.ports import Backlog
-from tests.integration.conftest import count, start_worker, wait_for_log, with_database
+from tests.support import count, start_worker, wait_for_log, with_database
 
 
 def test_run_until_empty_then_reveal_and_quarantine(

@@ -18,14 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from login_etl.demo.data import generate_bodies
 from login_etl.demo.services import MotoSqs
 from login_etl.keys import create_key_file, read_key_file
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
+from tests.support import Cli
 
 # Lambda's runtime, in short: it installs a root handler of its own and sets the root's level
 # (AWS_LAMBDA_LOG_LEVEL, here DEBUG) before it imports the handler, then calls the handler.
@@ -38,17 +36,6 @@ logging.getLogger().setLevel(logging.DEBUG)
 from login_etl.lambda_handler import handler as login_etl_handler
 print(json.dumps(login_etl_handler(json.load(sys.stdin), None)))
 """
-
-
-@pytest.fixture
-def kms(moto: MotoSqs) -> Any:
-    return boto3.client(
-        "kms",
-        endpoint_url=moto.endpoint,
-        region_name="eu-west-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -20,9 +21,10 @@ from login_etl.demo.data import generate_bodies
 from login_etl.demo.services import EmbeddedPostgres
 from login_etl.keys import KeyRing
 from login_etl.ports import Backlog
-from login_etl.runtime.pipeline import Pipeline
-from login_etl.runtime.wiring import open_pipeline
-from tests.integration.conftest import count
+from login_etl.runtime.committer import Committer
+from login_etl.runtime.wiring import open_worker
+from login_etl.runtime.worker import Worker
+from tests.support import count
 
 
 class DeleteFails(SqsSource):
@@ -45,7 +47,11 @@ def test_a_redelivery_after_the_visibility_timeout_inserts_nothing_twice(
     source = DeleteFails(
         SqsSource.from_settings(settings)._client, settings.queue_url, visibility_timeout=1
     )
-    first = Pipeline(source, sink, Transformer(keys.masker, keys.sealer), batch_wait_s=0.2)
+    first = Worker(
+        source,
+        Committer(sink, Transformer(keys.masker, keys.sealer)),
+        dataclasses.replace(settings.worker_options(), batch_wait_s=0.2),
+    )
     while first.stats.received < 30:
         first.process(source.receive(1))
     sink.close()
@@ -53,7 +59,7 @@ def test_a_redelivery_after_the_visibility_timeout_inserts_nothing_twice(
     assert not backlog().empty, "nothing was deleted"
 
     time.sleep(1.5)  # the visibility timeout passes: SQS hands every message out again
-    with open_pipeline(settings) as pipeline:
+    with open_worker(settings) as pipeline:
         stats = pipeline.run(until_empty=True)
     assert (stats.loaded, stats.rejected) == (0, 0)
     assert stats.skipped == stats.received >= 30
@@ -72,7 +78,7 @@ def test_with_postgres_down_nothing_is_deleted_and_all_rows_arrive_once_it_is_ba
         send(generate_bodies(40, malformed=1))
         settings = make_settings(database_url=server.url, visibility_timeout=2)
         result: dict[str, Any] = {}
-        with open_pipeline(settings) as pipeline:  # migrated while the server is up
+        with open_worker(settings) as pipeline:  # migrated while the server is up
             server.stop()
             worker = threading.Thread(
                 target=lambda: result.setdefault("stats", pipeline.run(until_empty=True)),
@@ -112,7 +118,7 @@ def test_a_worker_started_before_postgres_waits_for_it(
         result: dict[str, Any] = {}
 
         def work() -> None:
-            with open_pipeline(settings) as pipeline:
+            with open_worker(settings) as pipeline:
                 result["stats"] = pipeline.run(until_empty=True)
 
         worker = threading.Thread(target=work, daemon=True)
@@ -142,7 +148,7 @@ def test_postgres_lost_mid_drain_is_retried_without_loss(
                 server.stop()
                 threading.Timer(2.0, server.start).start()
 
-        with open_pipeline(settings, on_batch=stop_after_first_batch) as pipeline:
+        with open_worker(settings, on_batch=stop_after_first_batch) as pipeline:
             stats = pipeline.run(until_empty=True)
         assert stopped.is_set()
         assert stats.loaded + stats.rejected + stats.skipped >= 60
@@ -164,7 +170,7 @@ def test_concurrent_workers_load_every_message_exactly_once(
     results: list[Any] = []
 
     def work() -> None:
-        with open_pipeline(settings) as pipeline:
+        with open_worker(settings) as pipeline:
             results.append(pipeline.run(until_empty=True))
 
     workers = [threading.Thread(target=work, daemon=True) for _ in range(3)]

@@ -15,7 +15,7 @@ import psycopg
 
 from login_etl.demo.data import generate_bodies
 from login_etl.ports import Backlog
-from tests.integration.conftest import count, start_worker, wait_for_log
+from tests.support import count, start_worker, wait_for_log
 
 
 def assert_exactly_once(database_url: str, valid: int, invalid: int) -> None:

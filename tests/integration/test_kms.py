@@ -4,42 +4,23 @@ reveals nothing, the service works only while KMS can unwrap it, and tampering i
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg
 import pytest
 
 from login_etl.demo.data import generate_bodies
 from login_etl.demo.services import MotoSqs
 from login_etl.errors import KeyFileError, KmsUnavailable
-from login_etl.keys import create_key_file, read_key_file
-from tests.integration.conftest import start_worker, wait_for_log
+from login_etl.keys import read_key_file
+from tests.support import Cli, start_worker, wait_for_log
 
-Cli = Callable[..., subprocess.CompletedProcess[str]]
 CLOSED_PORT = "http://127.0.0.1:9"  # discard: nothing listens there
 
-
-@pytest.fixture
-def key_file(tmp_path: Path) -> Path:
-    """A key file of the test's own (not the session's): these tests rotate or rewrap it."""
-    path = tmp_path / "keys.json"
-    create_key_file(path)
-    return path
-
-
-@pytest.fixture
-def kms(moto: MotoSqs) -> Any:
-    return boto3.client(
-        "kms",
-        endpoint_url=moto.endpoint,
-        region_name="eu-west-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+# These tests rotate or rewrap their key file: each has one of its own.
+pytestmark = pytest.mark.own_key_file
 
 
 @pytest.fixture

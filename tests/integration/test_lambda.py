@@ -18,9 +18,7 @@ from login_etl import lambda_handler
 from login_etl.demo.data import generate_bodies
 from login_etl.demo.services import EmbeddedPostgres
 from login_etl.errors import SinkError
-from tests.conftest import body
-from tests.integration.conftest import count
-from tests.integration.test_schema import EXERCISE_DDL
+from tests.support import EXERCISE_DDL, body, count
 
 SENT_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 SENT_DATE = dt.date(2023, 11, 14)

@@ -16,9 +16,8 @@ from psycopg import sql
 from login_etl.config import Settings
 from login_etl.demo.data import generate_bodies
 from login_etl.logs import configure_logging
-from login_etl.runtime.wiring import open_pipeline
-from tests.conftest import body
-from tests.integration.test_bad_inputs import BAD
+from login_etl.runtime.wiring import open_worker
+from tests.support import BAD_BODIES, body
 
 
 def everything_stored(conn: psycopg.Connection[tuple[Any, ...]]) -> str:
@@ -70,12 +69,12 @@ def test_no_plaintext_ip_or_device_id_is_stored_or_logged(
 ) -> None:
     bodies = (
         generate_bodies(60)
-        + list(BAD)
+        + list(BAD_BODIES)
         + [body(ip="2001:db8::7", device_id="dev-in-a-bad-one", app_version="x")]
     )
     send(bodies)
-    with open_pipeline(make_settings()) as pipeline:
-        pipeline.run(until_empty=True)
+    with open_worker(make_settings()) as worker:
+        worker.run(until_empty=True)
 
     secrets: set[str] = set()
     for text in bodies:

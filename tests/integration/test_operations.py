@@ -4,30 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from login_etl.demo.data import generate_bodies
 from login_etl.ports import Backlog
-from tests.integration.conftest import start_worker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
+from tests.support import free_port, get, start_worker
 
 
 def metric(text: str, name: str) -> float:

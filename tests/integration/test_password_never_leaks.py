@@ -10,13 +10,9 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
-import socket
-import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -25,28 +21,13 @@ from psycopg import sql
 
 from login_etl.adapters.postgres import connect
 from login_etl.errors import SinkError
-from tests.integration.conftest import as_user, start_worker
+from tests.support import Cli, as_user, free_port, get, start_worker
 
-Cli = Callable[..., subprocess.CompletedProcess[str]]
 PASSWORD = "my@Secret-Pw"
 WRONG = "my@Secret-Pw-not"
 # Bounded waits for the server to reload pg_hba.conf and for the worker's probe; never asserted.
 POLLS = 100
 POLL_S = 0.1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
 
 
 def leaks(text: str) -> bool:

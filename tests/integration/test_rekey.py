@@ -17,23 +17,18 @@ import pytest
 from login_etl.adapters.postgres import vault_lookup
 from login_etl.adapters.postgres.keyuse import key_usage
 from login_etl.config import Settings
-from login_etl.keys import KeyRing, create_key_file, load_key_file, read_key_file, write_key_file
+from login_etl.keys import KeyRing, load_key_file, read_key_file, write_key_file
 from login_etl.keys.keyfile import TEMPLATES
 from login_etl.keys.rotation import DISABLED, describe, rotated, with_status
 from login_etl.ops.rekey import RekeyStats, rekey, stale
-from login_etl.runtime.wiring import open_pipeline
-from tests.integration.conftest import count, start_worker
+from login_etl.runtime.wiring import open_worker
+from tests.support import count, start_worker
 
 LONG_DEVICE = "é" * 200  # 400 UTF-8 bytes: too long for an inline token, so a vault token
 IPS = ["10.0.0.1", "10.0.0.2", "2001:db8::1", "192.168.7.7"]
 
-
-@pytest.fixture
-def key_file(tmp_path: Path) -> Path:
-    """A key file of the test's own (not the session's): these tests rotate or rewrap it."""
-    path = tmp_path / "keys.json"
-    create_key_file(path)
-    return path
+# These tests rotate or rewrap their key file: each has one of its own.
+pytestmark = pytest.mark.own_key_file
 
 
 def bodies(n: int, tag: str) -> list[str]:
@@ -58,8 +53,8 @@ def load(
     make_settings: Callable[..., Settings], send: Callable[[list[str]], int], n: int, tag: str
 ) -> None:
     send(bodies(n, tag))
-    with open_pipeline(make_settings(pollers=2)) as pipeline:
-        pipeline.run(until_empty=True)
+    with open_worker(make_settings(pollers=2)) as worker:
+        worker.run(until_empty=True)
 
 
 def rotate(path: Path) -> tuple[int, int]:
@@ -238,8 +233,8 @@ def test_rows_from_a_worker_still_on_the_old_key_file_are_caught_and_rekeyed(
     # A worker nobody restarted writes with the old key, reusing the long value's old vault
     # token, whose entry rekey retired (re-encrypted), not deleted.
     send(bodies(15, "late"))
-    with open_pipeline(make_settings(keyset_file=stale_copy)) as pipeline:
-        pipeline.run(until_empty=True)
+    with open_worker(make_settings(keyset_file=stale_copy)) as worker:
+        worker.run(until_empty=True)
     late = stale(key_usage(db), keys)
     assert late == 15 * 2 + 1
     vault = vault_lookup(db)

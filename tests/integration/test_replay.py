@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from login_etl.adapters.postgres import QuarantineStore, connect
@@ -20,32 +18,7 @@ from login_etl.core.transform import Transformer
 from login_etl.core.validate import Invalid, validate
 from login_etl.keys import KeyRing, create_key_file, load_key_file
 from login_etl.ops.replay import replay_quarantine
-from tests.conftest import ABSENT, VALID_EVENT, body
-from tests.integration.conftest import count
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-DB = psycopg.Connection[tuple[Any, ...]]
-
-SENT = dt.datetime(2024, 5, 17, 23, 59, 30, tzinfo=dt.UTC)
-
-
-def quarantine(
-    db: DB,
-    keys: KeyRing,
-    message_id: str,
-    text: str,
-    *,
-    reason: str = "old rule",
-    sent_at: dt.datetime | None = SENT,
-    rejected_at: dt.datetime | None = None,
-) -> None:
-    """What an older, stricter login-etl would have left: a ledger entry and a sealed body."""
-    db.execute("INSERT INTO login_etl.processed_messages (message_id) VALUES (%s)", (message_id,))
-    db.execute(
-        "INSERT INTO login_etl.rejected_messages (message_id, rejected_at, sent_at, reason, body)"
-        " VALUES (%s, coalesce(%s, now()), %s, %s, %s)",
-        (message_id, rejected_at, sent_at, reason, keys.sealer.seal(message_id, text)),
-    )
+from tests.support import ABSENT, DB, VALID_EVENT, Cli, body, count, quarantine
 
 
 def quarantined(db: DB) -> dict[str, str]:

@@ -4,10 +4,8 @@ and nothing of login_etl, and a service role that can run the worker and nothing
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import psycopg
 import pytest
@@ -18,11 +16,8 @@ from psycopg.conninfo import conninfo_to_dict
 from login_etl.adapters.postgres import SCHEMA_VERSION, Roles, connect, migrate
 from login_etl.demo.data import generate_bodies
 from login_etl.errors import ConfigError
-from tests.conftest import body
-from tests.integration.conftest import as_user, count
+from tests.support import DB, Cli, as_user, body, count
 
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-DB = psycopg.Connection[tuple[Any, ...]]
 MakeUser = Callable[[str | None], str]
 
 
@@ -326,6 +321,25 @@ PRIVILEGED_ANALYSTS = {
     "member of a role with BYPASSRLS": (
         ["CREATE ROLE {mid} BYPASSRLS", "CREATE ROLE {role} IN ROLE {mid}"],
         "{role} is a member of {mid}, which has BYPASSRLS",
+    ),
+    # COPY t FROM PROGRAM 'psql ...' connects as whoever the server trusts locally.
+    "member of pg_execute_server_program": (
+        ["CREATE ROLE {role} IN ROLE pg_execute_server_program"],
+        "{role} is a member of pg_execute_server_program, which is able to run programs",
+    ),
+    "member of pg_read_server_files": (
+        ["CREATE ROLE {role} IN ROLE pg_read_server_files"],
+        "{role} is a member of pg_read_server_files, which is able to run programs or read",
+    ),
+    "member of pg_write_server_files through another role": (
+        ["CREATE ROLE {mid} IN ROLE pg_write_server_files", "CREATE ROLE {role} IN ROLE {mid}"],
+        "{role} is a member of pg_write_server_files",
+    ),
+    "REPLICATION": (["CREATE ROLE {role} REPLICATION"], "{role} has REPLICATION"),
+    "CREATEROLE": (["CREATE ROLE {role} CREATEROLE"], "{role} has CREATEROLE"),
+    "member of a role with CREATEROLE": (
+        ["CREATE ROLE {mid} CREATEROLE", "CREATE ROLE {role} IN ROLE {mid}"],
+        "{role} is a member of {mid}, which has CREATEROLE",
     ),
 }
 

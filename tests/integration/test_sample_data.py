@@ -15,14 +15,13 @@ from login_etl.config import Settings
 from login_etl.core.app_version import encode_app_version
 from login_etl.keys import KeyRing
 from login_etl.ports import Backlog
-from login_etl.runtime.wiring import open_pipeline
-from tests.conftest import sample_bodies
-from tests.integration.conftest import count, user_logins
+from login_etl.runtime.wiring import open_worker
+from tests.support import count, sample_bodies, user_logins
 
 
 def drain(settings: Settings) -> Any:
-    with open_pipeline(settings) as pipeline:
-        return pipeline.run(until_empty=True)
+    with open_worker(settings) as worker:
+        return worker.run(until_empty=True)
 
 
 def test_the_exercise_queue_loads_99_rows_and_rejects_1(

@@ -10,19 +10,7 @@ import pytest
 from login_etl.adapters.postgres import SCHEMA_VERSION, connect, migrate
 from login_etl.core.app_version import decode_app_version
 from login_etl.errors import SinkError
-
-# The exercise's Postgres image creates exactly this table before the service ever runs.
-EXERCISE_DDL = """
-CREATE TABLE IF NOT EXISTS user_logins(
-    user_id             varchar(128),
-    device_type         varchar(32),
-    masked_ip           varchar(256),
-    masked_device_id    varchar(256),
-    locale              varchar(32),
-    app_version         integer,
-    create_date         date
-);
-"""
+from tests.support import EXERCISE_DDL
 
 
 def columns(conn: psycopg.Connection[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -26,12 +27,12 @@ from login_etl.adapters.sqs import (
     ensure_dead_letter_queue,
     sqs_client,
 )
-from login_etl.config import Settings
+from login_etl.config import Settings, load_settings
 from login_etl.demo.data import generate_bodies, publish
 from login_etl.demo.services import MotoSqs
+from login_etl.errors import LoginEtlError, SqsProtocolError, TransientError
 from login_etl.ports import Backlog
-from tests.conftest import sample_bodies
-from tests.integration.conftest import count
+from tests.support import count, sample_bodies
 
 SWITCH_LINE = "does not speak SQS's JSON protocol"
 LOCALSTACK_1_4_REFUSAL = (
@@ -312,6 +313,85 @@ def test_create_dlq_and_readiness_work_through_auto_on_a_query_only_endpoint(
     assert source.backlog().empty
     assert query_only.requests[0] == "json"
     assert query_only.requests[-1] == "query"
+
+
+# -- an outage is no protocol refusal ----------------------------------------------------------
+
+# A proxy's XHTML error page: its first 64 bytes hold only the XML declaration.
+XHTML_503 = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+    b'"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+    b'<html xmlns="http://www.w3.org/1999/xhtml"><head><title>503 Service Unavailable</title>'
+    b"</head><body><h1>Service Unavailable</h1></body></html>"
+)
+HEAD_503 = b"<head><title>503 Service Unavailable</title></head><body>down</body>"
+GATEWAY_503 = b'{"message":"Service Unavailable"}'
+GATEWAY_429 = b'{"message":"Too Many Requests"}'
+
+
+class Outage:
+    """An SQS endpoint behind a gateway in an outage: every request in protocol p gets
+    `answers[p]` (an HTTP status and a gateway's body, never an SQS answer). Records each
+    request's protocol."""
+
+    def __init__(self, answers: dict[str, tuple[int, bytes]]) -> None:
+        self.answers = answers
+        self.requests: list[str] = []
+        self._server = make_server("127.0.0.1", 0, self._app, _ThreadingServer, _Quiet)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def queue_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}/000000000000/login-queue"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        wire = "json" if "HTTP_X_AMZ_TARGET" in environ else "query"
+        self.requests.append(wire)
+        status, body = self.answers[wire]
+        kind = "application/json" if body.startswith(b"{") else "text/html"
+        start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", kind)])
+        return [body]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "answers"),
+    [
+        ("json", {"json": (503, XHTML_503)}),
+        ("json", {"json": (503, HEAD_503)}),
+        ("query", {"query": (503, GATEWAY_503)}),
+        ("query", {"query": (429, GATEWAY_429)}),
+        ("query", {"query": (503, HEAD_503)}),
+        ("auto", {"json": (503, XHTML_503), "query": (503, GATEWAY_503)}),
+        ("auto", {"json": (429, GATEWAY_429), "query": (429, GATEWAY_429)}),
+    ],
+)
+def test_a_gateways_503_or_429_is_a_passing_outage_not_a_protocol_refusal(
+    protocol: SqsProtocol, answers: dict[str, tuple[int, bytes]]
+) -> None:
+    """Before, each of these stopped the worker (SqsProtocolError, exit 1): a JSON body to a
+    query request, or any body starting with `<` to a JSON request, counted as a refusal."""
+    outage = Outage(answers)
+    try:
+        settings = load_settings(
+            queue_url=outage.queue_url,
+            aws_endpoint_url=outage.queue_url.rsplit("/", 2)[0],
+            sqs_protocol=protocol,
+        )
+        with pytest.raises(LoginEtlError) as raised:
+            SqsSource.from_settings(settings).receive(0)
+    finally:
+        outage.close()
+    assert not isinstance(raised.value, SqsProtocolError), raised.value
+    assert isinstance(raised.value, TransientError), raised.value
+    # No switch in auto: every request, retries included, stayed in the first protocol.
+    assert set(outage.requests) == {"query" if protocol == "query" else "json"}
 
 
 # -- the real LocalStack 1.4 (../shared/tools/localstack-legacy), when it runs ------------------

@@ -7,7 +7,7 @@ import pwd
 
 import pytest
 
-from login_etl.cli.audit import OsUser, os_user
+from login_etl.ops.recovery import OsUser, os_user
 
 ME = pwd.getpwuid(os.geteuid()).pw_name
 

@@ -133,6 +133,38 @@ BAD_VALUES = [
         "postgresql://etl:my@Secret-Pw@db.example.com",
         DB + "the user name or password holds an unescaped '@'",
     ),
+    # A '/' or '?' ends libpq's user info early: any '@' after the host is refused, wherever.
+    (
+        "LOGIN_ETL_DATABASE_URL",
+        "postgresql://etl:my@Secret-Pw/x@127.0.0.1:5999/etl",
+        DB + "holds an unescaped '@' after the host: percent-encode",
+    ),
+    (
+        "LOGIN_ETL_DATABASE_URL",
+        "postgresql://etl:9999/Secret-Pw@127.0.0.1/etl",
+        DB + "holds an unescaped '@' after the host: percent-encode",
+    ),
+    (
+        "LOGIN_ETL_DATABASE_URL",
+        "postgresql://etl:my?Secret-Pw@127.0.0.1/etl",
+        DB + "holds an unescaped '@' after the host: percent-encode",
+    ),
+    (
+        "LOGIN_ETL_DATABASE_URL",
+        "postgresql://etl:hunter2@127.0.0.1/etl?application_name=a@b",
+        DB + "holds an unescaped '@' after the host: percent-encode",
+    ),
+    # libpq's URLs have no fragment; a '#' in a password cuts the URL for other parsers.
+    (
+        "LOGIN_ETL_DATABASE_URL",
+        "postgresql://etl:my#Secret-Pw@127.0.0.1/etl",
+        DB + "holds an unescaped '#': percent-encode",
+    ),
+    (
+        "LOGIN_ETL_DATABASE_URL",
+        "postgresql://etl:hunter2@127.0.0.1/etl#x",
+        DB + "holds an unescaped '#': percent-encode",
+    ),
     # A '/' ends libpq's user info early: "my" becomes the port.
     (
         "LOGIN_ETL_DATABASE_URL",

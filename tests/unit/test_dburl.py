@@ -14,10 +14,11 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from login_etl.adapters.postgres.connection import connect, translate
 from login_etl.config.dburl import CHOICES, TLS_PARAMETERS, TLS_VERSIONS, problem, server_address
-from login_etl.errors import ConfigError, SinkUnavailable
+from login_etl.errors import ConfigError, LoginEtlError, SinkUnavailable
 from login_etl.runtime.retry import until_stopped
 from login_etl.runtime.wiring import migrate_database
 
@@ -89,6 +90,42 @@ def test_the_server_address_is_host_and_port_never_a_misread_password() -> None:
     assert server_address("postgresql://etl@h1:1,h2:2/etl") == "h1:1,h2:2"
     assert server_address("postgresql://etl:my@Secret-Pw@db/etl") == "the database server"
     assert server_address("postgresql://etl:my/Secret-Pw@db/etl") == "the database server"
+
+
+# Passwords libpq misreads when not percent-encoded, and what of each must never be seen:
+# "abc@Secret/Pw" makes the host 'Secret'; "9999/Secret" (base64 often holds '/') makes the
+# host 'etl' and the port 9999; '?' ends the host as '/' does; '#' cuts the URL elsewhere.
+MISREAD_PASSWORDS = [
+    ("postgresql://etl:abc@Secret/Pw@127.0.0.1:5999/etl", ("abc", "Secret", "Pw")),
+    ("postgresql://etl:9999/Secret@127.0.0.1/etl", ("9999", "Secret")),
+    ("postgresql://etl:abc?Secret@127.0.0.1/etl", ("abc", "Secret")),
+    ("postgresql://etl:abc#Secret@127.0.0.1/etl", ("abc", "Secret")),
+    ("postgresql://etl:abc@127.0.0.1/etl#Secret", ("Secret",)),
+    ("postgresql://etl:abc@127.0.0.1/etl?application_name=x@Secret", ("Secret",)),
+]
+
+
+@pytest.mark.parametrize(("url", "fragments"), MISREAD_PASSWORDS)
+def test_any_at_sign_but_the_one_after_the_password_or_any_hash_is_refused(
+    url: str, fragments: tuple[str, ...]
+) -> None:
+    said = problem(url)
+    assert said is not None
+    assert "percent-encode" in said
+    assert not any(part in said for part in fragments)
+    assert server_address(url) == "the database server"
+
+
+@pytest.mark.parametrize(("url", "fragments"), MISREAD_PASSWORDS[:2])
+def test_a_misread_password_never_reaches_the_connection_error(
+    url: str, fragments: tuple[str, ...]
+) -> None:
+    # libpq takes part of the password for the host or port, and its error quotes it.
+    misread = conninfo_to_dict(url)
+    assert any(part in f"{misread.get('host')}:{misread.get('port')}" for part in fragments)
+    with pytest.raises(LoginEtlError) as info:
+        connect(url)
+    assert not any(part in str(info.value) for part in fragments), str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -439,7 +439,8 @@ def test_keys_rotate_enable_disable_on_a_symlink_write_its_target(
     assert _masking_keys(target)[:1] == first
     assert len(_masking_keys(target)) == 2
 
-    monkeypatch.setattr("login_etl.cli.keys._usage", lambda database_url: [])  # nothing stored
+    # Nothing stored.
+    monkeypatch.setattr("login_etl.ops.keyadmin.stored_key_usage", lambda settings: [])
     assert main(["keys", "disable", str(first[0]), "--keyset-file", str(link)]) == 0
     _leaves_the_link(link, target)
     assert _status(target, first[0]) == "DISABLED"

@@ -48,7 +48,7 @@ def log_everywhere() -> None:
     logging.getLogger("some_unlisted_library").info("%s", SECRET)
     logging.debug("%s", SECRET)  # the root logger itself
     logging.getLogger("botocore.credentials").warning("no region configured")
-    logging.getLogger("login_etl.runtime.pipeline").debug("batch 1: 10 received")
+    logging.getLogger("login_etl.runtime.committer").debug("batch 1: 10 received")
 
 
 def test_libraries_log_only_warnings_however_their_loggers_are_set(
@@ -68,7 +68,7 @@ def test_libraries_log_only_warnings_however_their_loggers_are_set(
     assert SECRET not in json.dumps(lines) + direct.getvalue()
     assert [(r["logger"], r["level"]) for r in lines if r["logger"] != "login_etl.logs"] == [
         ("botocore.credentials", "WARNING"),
-        ("login_etl.runtime.pipeline", "DEBUG"),
+        ("login_etl.runtime.committer", "DEBUG"),
     ]
     assert "no region configured" in direct.getvalue()  # warnings still get through
 
@@ -97,8 +97,8 @@ def test_a_host_keeps_its_handlers_and_level_and_libraries_are_held_all_the_same
 def test_login_etl_logs_at_the_level_asked(capsys: pytest.CaptureFixture[str]) -> None:
     logging.getLogger("login_etl").setLevel(logging.ERROR)  # left by an earlier Lambda set-up
     configure_logging("INFO", "json")
-    logging.getLogger("login_etl.runtime.pipeline").debug("not this")
-    logging.getLogger("login_etl.runtime.pipeline").info("this")
+    logging.getLogger("login_etl.runtime.committer").debug("not this")
+    logging.getLogger("login_etl.runtime.committer").info("this")
     assert [r["message"] for r in emitted(capsys)] == ["this"]
 
 

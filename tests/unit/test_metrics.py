@@ -1,8 +1,11 @@
-"""Rejection metrics are labelled from a fixed set of kinds, however varied the input."""
+"""The worker's Prometheus metrics (runtime.metrics): each is moved by what it counts, and
+rejections are labelled from a fixed set of kinds, however varied the input."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -13,10 +16,11 @@ from login_etl.core.model import Message, Outcome
 from login_etl.core.reasons import KINDS
 from login_etl.core.transform import Transformer
 from login_etl.keys import KeyRing
+from login_etl.ports import Backlog, CommitResult
+from login_etl.runtime.committer import Committer
 from login_etl.runtime.metrics import UNKNOWN_KIND, PrometheusMetrics, rejection_label
-from login_etl.runtime.pipeline import Pipeline
-from login_etl.testing import MemoryQueue, MemorySink
-from tests.conftest import body, message
+from login_etl.testing import MemorySink
+from tests.support import body, message
 
 
 def rejected_by_label(registry: CollectorRegistry) -> Counter[str]:
@@ -35,13 +39,13 @@ def commit(
     sink: MemorySink | None = None,
     transformer: Transformer | None = None,
 ) -> tuple[CollectorRegistry, MemorySink]:
-    """Commit the bodies as one batch through the pipeline; its metrics' registry and the sink."""
+    """Commit the bodies as one batch through the committer; its metrics' registry and the sink."""
     metrics = PrometheusMetrics()
     sink = sink or MemorySink()
     transformer = transformer or Transformer(keys.masker, keys.sealer)
-    pipeline = Pipeline(MemoryQueue(), sink, transformer, metrics=metrics, backoff_max_s=0.01)
+    committer = Committer(sink, transformer, metrics=metrics, backoff_max_s=0.01)
     messages = [message(text, message_id=f"m-{i}") for i, text in enumerate(bodies)]
-    assert pipeline.commit(messages) is not None
+    assert committer.commit(messages, threading.Event()) is not None
     return metrics.registry, sink
 
 
@@ -121,3 +125,96 @@ def test_each_kind_is_its_own_label(kind: str) -> None:
 )
 def test_anything_else_is_labelled_unknown_never_a_new_series(text: str) -> None:
     assert rejection_label(text) == UNKNOWN_KIND
+
+
+# --- each metric, moved by what it counts ------------------------------------------------------
+
+
+def sample(metrics: PrometheusMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_a_batch_moves_each_counter_and_the_latency_histogram() -> None:
+    metrics = PrometheusMetrics()
+    kinds = ["ip:invalid", "body:not_json", "ip:invalid"]
+    metrics.batch(6, CommitResult(loaded=2, rejected=3, skipped=1), 0.3, kinds)
+    metrics.batch(4, CommitResult(loaded=1, rejected=1, skipped=2), 0.02, ["user_id:required"])
+    assert sample(metrics, "login_etl_messages_received_total") == 10
+    assert sample(metrics, "login_etl_messages_loaded_total") == 3
+    assert sample(metrics, "login_etl_redeliveries_skipped_total") == 3
+    assert sample(metrics, "login_etl_messages_rejected_total", reason="ip:invalid") == 2
+    assert sample(metrics, "login_etl_messages_rejected_total", reason="body:not_json") == 1
+    assert sample(metrics, "login_etl_messages_rejected_total", reason="user_id:required") == 1
+    assert sample(metrics, "login_etl_batch_seconds_count") == 2
+    assert sample(metrics, "login_etl_batch_seconds_sum") == pytest.approx(0.32)
+    assert sample(metrics, "login_etl_batch_seconds_bucket", le="0.025") == 1
+    assert sample(metrics, "login_etl_batch_seconds_bucket", le="0.25") == 1
+    assert sample(metrics, "login_etl_batch_seconds_bucket", le="0.5") == 2
+
+
+def test_only_the_rejections_committed_are_counted() -> None:
+    # A redelivered rejection is skipped by the ledger: it claims no rejection.
+    metrics = PrometheusMetrics()
+    metrics.batch(2, CommitResult(loaded=0, rejected=1, skipped=1), 0.01, ["ip:invalid"] * 2)
+    assert sample(metrics, "login_etl_messages_rejected_total", reason="ip:invalid") == 1
+
+
+def test_failed_deletes_and_errors_are_counted_by_kind() -> None:
+    metrics = PrometheusMetrics()
+    metrics.deletes_failed(3)
+    metrics.deletes_failed(2)
+    metrics.error("SinkUnavailable")
+    metrics.error("SinkUnavailable")
+    metrics.error("SourceUnavailable")
+    assert sample(metrics, "login_etl_delete_failures_total") == 5
+    assert sample(metrics, "login_etl_errors_total", kind="SinkUnavailable") == 2
+    assert sample(metrics, "login_etl_errors_total", kind="SourceUnavailable") == 1
+
+
+def test_the_queue_gauges_show_the_latest_backlog() -> None:
+    metrics = PrometheusMetrics()
+    metrics.backlog(Backlog(visible=70, in_flight=20, delayed=3))
+    metrics.backlog(Backlog(visible=7, in_flight=2, delayed=0))
+    assert sample(metrics, "login_etl_queue_messages", state="visible") == 7
+    assert sample(metrics, "login_etl_queue_messages", state="in_flight") == 2
+    assert sample(metrics, "login_etl_queue_messages", state="delayed") == 0
+
+
+def test_a_committed_batch_and_its_redelivery_move_the_counters(keys: KeyRing) -> None:
+    metrics = PrometheusMetrics()
+    committer = Committer(
+        MemorySink(), Transformer(keys.masker, keys.sealer), metrics=metrics, backoff_max_s=0.01
+    )
+    batch = [message(text, message_id=f"m-{i}") for i, text in enumerate([body(), body(), "{"])]
+    assert committer.commit(batch, threading.Event()) == CommitResult(
+        loaded=2, rejected=1, skipped=0
+    )
+    assert committer.commit(batch, threading.Event()) == CommitResult(
+        loaded=0, rejected=0, skipped=3
+    )
+    assert sample(metrics, "login_etl_messages_received_total") == 6
+    assert sample(metrics, "login_etl_messages_loaded_total") == 2
+    assert sample(metrics, "login_etl_messages_rejected_total", reason="body:not_json") == 1
+    assert sample(metrics, "login_etl_redeliveries_skipped_total") == 3
+    assert sample(metrics, "login_etl_batch_seconds_count") == 2
+
+
+def test_a_database_outage_is_counted_as_an_error_of_its_kind(keys: KeyRing) -> None:
+    class Flaky(MemorySink):
+        """Down for the first commit, up from then on."""
+
+        calls = 0
+
+        def commit(self, outcomes: Sequence[Outcome]) -> CommitResult:
+            self.calls += 1
+            self.down = self.calls == 1
+            return super().commit(outcomes)
+
+    metrics = PrometheusMetrics()
+    committer = Committer(
+        Flaky(), Transformer(keys.masker, keys.sealer), metrics=metrics, backoff_max_s=0.001
+    )
+    assert committer.commit([message(body())], threading.Event()) == CommitResult(
+        loaded=1, rejected=0, skipped=0
+    )
+    assert sample(metrics, "login_etl_errors_total", kind="SinkUnavailable") == 1

@@ -21,12 +21,13 @@ from login_etl.adapters.sqs import (
     ProtocolClient,
     SqsSource,
     WireProtocol,
+    answer_format,
     error_detail,
     refuses,
     sqs_client,
 )
 from login_etl.config import load_settings
-from login_etl.errors import ConfigError, SqsProtocolError, TransientError
+from login_etl.errors import ConfigError, SourceUnavailable, SqsProtocolError, TransientError
 
 # LocalStack 1.4.0's answer to every JSON-protocol request (HTTP 500).
 LOCALSTACK_1_4_REFUSAL = (
@@ -59,6 +60,29 @@ JSON_RECEIVED = json.dumps(
     }
 ).encode()
 PROXY_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+# An XHTML error page: its first 64 bytes hold only the XML declaration.
+XHTML_503 = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+    b'"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+    b'<html xmlns="http://www.w3.org/1999/xhtml"><head><title>503 Service Unavailable</title>'
+    b"</head><body><h1>Service Unavailable</h1></body></html>"
+)
+HEAD_PAGE = b"<head><title>404 Not Found</title></head><body>not here</body>"
+# API gateways' answers: JSON, but no AWS error envelope.
+GATEWAY_503 = b'{"message":"Service Unavailable"}'
+GATEWAY_429 = b'{"message":"Too Many Requests"}'
+
+
+def query_error(code: str) -> bytes:
+    """An error in the query protocol's XML envelope."""
+    return (
+        b'<?xml version="1.0"?><ErrorResponse><Error><Type>Sender</Type><Code>'
+        + code.encode()
+        + b"</Code><Message>m</Message></Error><RequestId>R</RequestId></ErrorResponse>"
+    )
+
+
 QUEUE_URL = "http://127.0.0.1:4610/000000000000/login-queue"
 
 
@@ -81,12 +105,54 @@ QUEUE_URL = "http://127.0.0.1:4610/000000000000/login-queue"
         ("query", 400, JSON_ONLY_REFUSAL, True),
         ("query", 200, JSON_RECEIVED, True),
         ("query", 502, PROXY_PAGE, False),
+        # Outages and throttling, in whatever format a gateway answers: ordinary errors.
+        ("json", 503, XHTML_503, False),
+        ("json", 200, XHTML_503, False),
+        ("json", 404, HEAD_PAGE, False),
+        ("json", 503, HEAD_PAGE, False),
+        ("json", 503, query_error("ServiceUnavailable"), False),
+        ("json", 429, query_error("Throttling"), False),
+        ("json", 500, query_error("InternalError"), False),
+        ("json", 400, b"<status>bad</status>", False),  # XML, but no AWS error envelope
+        ("json", 503, GATEWAY_503, False),
+        ("query", 503, GATEWAY_503, False),
+        ("query", 429, GATEWAY_429, False),
+        ("query", 500, b'{"__type": "InternalFailure", "message": "m"}', False),
+        ("query", 403, b'{"message": "Forbidden"}', False),  # JSON, but no AWS error envelope
+        ("query", 400, query_error("InvalidAction"), False),  # the query protocol's own error
+        # The other protocol's error envelope on a 4xx; an unknown operation at any status.
+        ("json", 400, query_error("InvalidParameterValue"), True),
+        ("json", 403, b"<Error><Code>AccessDenied</Code><Message>m</Message></Error>", True),
+        ("json", 500, query_error("InvalidAction"), True),
+        ("json", 503, LOCALSTACK_1_4_REFUSAL, True),
+        ("query", 400, b'{"__type": "com.amazonaws.sqs#QueueDoesNotExist"}', True),
+        ("query", 400, b'{"code": "InvalidParameterValue", "message": "m"}', True),
+        ("query", 500, JSON_ONLY_REFUSAL, True),
     ],
 )
 def test_refuses_tells_a_protocol_refusal_from_other_answers(
     sent: WireProtocol, status: int, body: bytes, expected: bool
 ) -> None:
     assert refuses(sent, status, body) is expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (XHTML_503, "html"),
+        (HEAD_PAGE, "html"),
+        (b"<!-- proxy -->\n<html></html>", "html"),
+        (PROXY_PAGE, "html"),
+        (LOCALSTACK_1_4_REFUSAL, "xml"),
+        (b"\xef\xbb\xbf" + QUERY_RECEIVED, "xml"),
+        (b'<?xml version="1.0"', "xml"),
+        (b' \n{"Messages": []}', "json"),
+        (b"Internal Server Error", "other"),
+        (b"", "other"),
+    ],
+)
+def test_answer_format_looks_past_the_xml_declaration(body: bytes, expected: str) -> None:
+    assert answer_format(body) == expected
 
 
 def test_error_detail_quotes_the_endpoint_briefly_on_one_line() -> None:
@@ -148,7 +214,7 @@ def _forget_detected_endpoints() -> Iterator[None]:
 
 
 def client_for(
-    endpoint: FakeEndpoint,
+    endpoint: FakeEndpoint | ExecutingEndpoint,
     protocol: sqs.SqsProtocol,
     *,
     url: str = "http://127.0.0.1:4610",
@@ -254,6 +320,80 @@ def test_auto_on_an_endpoint_that_speaks_neither_is_permanent() -> None:
     with pytest.raises(SqsProtocolError, match=r"answers neither SQS's JSON nor its query"):
         receive(client_for(endpoint, "auto"))
     assert endpoint.requests == ["json", "query"]
+
+
+class ExecutingEndpoint:
+    """A query-only endpoint that executes JSON requests all the same and answers them with its
+    query protocol's XML success, or with `json_refusal` (HTTP 500) when given. Records each
+    request as (protocol, operation)."""
+
+    def __init__(self, *, json_refusal: bytes | None = None) -> None:
+        self.json_refusal = json_refusal
+        self.requests: list[tuple[WireProtocol, str]] = []
+
+    def answer(self, request: botocore.awsrequest.AWSPreparedRequest, **_: Any) -> Any:
+        target: str | bytes | None = request.headers.get("X-Amz-Target")
+        if target is not None:
+            wire: WireProtocol = "json"
+            text = target.decode() if isinstance(target, bytes) else target
+            operation = text.rpartition(".")[2]  # "AmazonSQS.SendMessage"
+        else:
+            wire = "query"
+            operation = str(request.body).partition("Action=")[2].partition("&")[0]
+        self.requests.append((wire, operation))
+        if wire == "json" and self.json_refusal is not None:
+            return _response(request, 500, self.json_refusal)
+        if operation == "ReceiveMessage":
+            return _response(request, 200, QUERY_RECEIVED)
+        return _response(
+            request,
+            200,
+            f"<{operation}Response><{operation}Result></{operation}Result><ResponseMetadata>"
+            f"<RequestId>R</RequestId></ResponseMetadata></{operation}Response>".encode(),
+        )
+
+
+SEND_CALLS: dict[str, dict[str, Any]] = {
+    "send_message": {"QueueUrl": QUEUE_URL, "MessageBody": "x"},
+    "send_message_batch": {"QueueUrl": QUEUE_URL, "Entries": [{"Id": "0", "MessageBody": "x"}]},
+}
+
+
+@pytest.mark.parametrize("method", sorted(SEND_CALLS))
+def test_a_send_the_endpoint_may_have_executed_is_not_replayed(method: str) -> None:
+    endpoint = ExecutingEndpoint()
+    client: Any = client_for(endpoint, "auto")
+    with pytest.raises(SourceUnavailable, match="may have been executed") as raised:
+        getattr(client, method)(**SEND_CALLS[method])
+    assert "\n" not in str(raised.value)
+    operation = "SendMessage" if method == "send_message" else "SendMessageBatch"
+    assert endpoint.requests == [("json", operation)]  # sent once, not twice
+    # The switch holds: the next send goes out in the query protocol, once.
+    getattr(client, method)(**SEND_CALLS[method])
+    assert endpoint.requests == [("json", operation), ("query", operation)]
+
+
+def test_a_receive_or_delete_the_endpoint_may_have_executed_is_replayed() -> None:
+    endpoint = ExecutingEndpoint()
+    client = client_for(endpoint, "auto")
+    source = SqsSource(client, QUEUE_URL, visibility_timeout=30)  # type: ignore[arg-type]
+    assert source.delete(source.receive(0)) == 0
+    assert endpoint.requests == [
+        ("json", "ReceiveMessage"),
+        ("query", "ReceiveMessage"),
+        ("query", "DeleteMessageBatch"),
+    ]
+    fresh = ExecutingEndpoint()
+    other: Any = client_for(fresh, "auto", url="http://other:4610")
+    other.delete_message_batch(QueueUrl=QUEUE_URL, Entries=[{"Id": "0", "ReceiptHandle": "r"}])
+    assert fresh.requests == [("json", "DeleteMessageBatch"), ("query", "DeleteMessageBatch")]
+
+
+def test_a_send_refused_with_an_error_was_not_executed_and_is_replayed() -> None:
+    endpoint = ExecutingEndpoint(json_refusal=LOCALSTACK_1_4_REFUSAL)
+    client: Any = client_for(endpoint, "auto")
+    client.send_message_batch(**SEND_CALLS["send_message_batch"])
+    assert endpoint.requests == [("json", "SendMessageBatch"), ("query", "SendMessageBatch")]
 
 
 def test_a_proxy_error_page_is_an_ordinary_transient_error_not_a_switch(

@@ -6,9 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from login_etl.core.model import Loaded, Rejected
-from login_etl.core.transform import Transformer, utc_date
+from login_etl.core.timestamps import utc_date
+from login_etl.core.transform import Transformer
 from login_etl.keys import KeyRing
-from tests.conftest import body, message
+from tests.support import body, message
 
 
 def test_a_valid_message_becomes_a_masked_row(keys: KeyRing) -> None:

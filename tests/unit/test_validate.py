@@ -19,7 +19,7 @@ from login_etl.core.validate import (
     canonical_ip,
     validate,
 )
-from tests.conftest import ABSENT, body, event
+from tests.support import ABSENT, body, event
 
 
 def accepted(text: str) -> LoginEvent:

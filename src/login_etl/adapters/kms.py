@@ -19,6 +19,7 @@ import tink
 from tink import aead
 from tink.integration import awskms
 
+from login_etl.adapters.aws_errors import classify, error_code
 from login_etl.adapters.sqs import EMULATOR_CREDENTIALS, is_aws_host
 from login_etl.config import KMS_KEY_URI, endpoint_problem
 from login_etl.errors import ConfigError, KeyFileError, KmsUnavailable
@@ -28,14 +29,17 @@ _CONFIG = botocore.config.Config(
 )
 # Where boto3 may have found the KMS endpoint.
 _ENDPOINT_SETTING = "AWS_ENDPOINT_URL_KMS (or AWS_ENDPOINT_URL, or endpoint_url in the AWS config)"
-# KMS's answers worth retrying; any other 4xx means "this key will not do it" (wrong or disabled
-# key, missing permission, bad request) and no retry will help.
-_TRANSIENT = (
-    "DependencyTimeoutException",
-    "KMSInternalException",
-    "KeyUnavailableException",
-    "LimitExceededException",
-    "ThrottlingException",
+_CAUGHT = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+# KMS's own answers worth retrying (adapters/aws_errors.py holds those every AWS service shares);
+# any other 4xx means "this key will not do it" (wrong or disabled key, missing permission, bad
+# request) and no retry will help.
+_TRANSIENT_CODES = frozenset(
+    {
+        "DependencyTimeoutException",
+        "KMSInternalException",
+        "KeyUnavailableException",
+        "LimitExceededException",
+    }
 )
 
 
@@ -99,26 +103,31 @@ class _TranslatedAead(aead.Aead):  # type: ignore[misc]  # tink ships no type hi
         try:
             result: bytes = method(data, associated_data)
         except tink.TinkError as err:
+            # Tink wraps botocore's ClientError; its text names the error code, never key material.
+            cause = err.args[0] if err.args else None
+            if not isinstance(cause, botocore.exceptions.ClientError):
+                raise KeyFileError(f"KMS key {self._key_uri}: {type(err).__name__}") from None
+            raise self._translate(cause) from None
+        except _CAUGHT as err:
             raise self._translate(err) from None
-        except botocore.exceptions.NoCredentialsError:
-            raise KeyFileError(f"KMS key {self._key_uri}: no AWS credentials configured") from None
-        except botocore.exceptions.BotoCoreError as err:
-            raise KmsUnavailable(f"KMS could not be reached ({type(err).__name__})") from None
         return result
 
-    def _translate(self, err: tink.TinkError) -> Exception:
-        # Tink wraps botocore's ClientError; its text names the error code, never key material.
-        cause = err.args[0] if err.args else None
-        if isinstance(cause, botocore.exceptions.ClientError):
-            code = cause.response.get("Error", {}).get("Code", "")
-            status = int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500))
-            if code not in _TRANSIENT and 400 <= status < 500:
+    def _translate(
+        self, err: botocore.exceptions.BotoCoreError | botocore.exceptions.ClientError
+    ) -> Exception:
+        code = error_code(err)
+        match classify(err, transient=_TRANSIENT_CODES):
+            case "no_credentials":
+                return KeyFileError(f"KMS key {self._key_uri}: no AWS credentials configured")
+            case "unreachable":
+                return KmsUnavailable(f"KMS could not be reached ({type(err).__name__})")
+            case "permanent":
                 return KeyFileError(
                     f"KMS key {self._key_uri} refused to unwrap or wrap the keyset ({code}): "
                     "wrong key, key disabled, or no kms:Decrypt/kms:Encrypt permission"
                 )
-            return KmsUnavailable(f"KMS {code or 'error'}; try again")
-        return KeyFileError(f"KMS key {self._key_uri}: {type(err).__name__}")
+            case "transient":
+                return KmsUnavailable(f"KMS {code or 'error'}; try again")
 
 
 def kms_aead(key_uri: str, session: boto3.session.Session | None = None) -> aead.Aead:

@@ -8,7 +8,8 @@ SQS has two wire protocols. botocore speaks JSON since 1.31.81; emulators from b
 (LocalStack 1.x, the exercise's image) speak only the older query protocol and answer every
 JSON request with an XML error. `sqs_client` builds a client for either; with `auto` it starts
 with JSON and, at the first answer showing that the endpoint does not speak it, uses the query
-protocol for that endpoint for the rest of the process, replaying the refused call.
+protocol for that endpoint for the rest of the process, replaying the refused call unless the
+endpoint may have executed it and it is not safe to repeat.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
@@ -29,8 +31,16 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
+from login_etl.adapters.aws_errors import classify, error_code, error_message
 from login_etl.core.model import Message
-from login_etl.errors import ConfigError, SourceError, SourceUnavailable, SqsProtocolError
+from login_etl.core.sqs_record import FALLBACK_WARNING, parse_record
+from login_etl.errors import (
+    ConfigError,
+    SourceError,
+    SourceUnavailable,
+    SqsProtocolError,
+    UnreadableRecord,
+)
 from login_etl.ports import MAX_RECEIVE, Backlog
 
 if TYPE_CHECKING:
@@ -52,36 +62,19 @@ DEFAULT_REGION = "us-east-1"
 EMULATOR_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 _AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
 
-# Client errors that no retry will fix.
+# SQS's own codes (adapters/aws_errors.py holds those every AWS service shares). A missing queue
+# or a bad queue URL is for an operator to fix, whatever HTTP status carries it.
 _PERMANENT_CODES = frozenset(
     {
         "AWS.SimpleQueueService.NonExistentQueue",
         "QueueDoesNotExist",
-        "AccessDenied",
-        "AccessDeniedException",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
         "InvalidAddress",
         "InvalidSecurity",
     }
 )
-
-
-# 4xx codes that mean "slow down", not "wrong request".
-_THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "OverLimit",
-        "KMS.ThrottlingException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
+# OverLimit: too many messages in flight, which deletes will lower. KMS.ThrottlingException: the
+# query protocol's name for SQS's own KmsThrottled (the queue's SSE-KMS key is throttled).
+_TRANSIENT_CODES = frozenset({"OverLimit", "KMS.ThrottlingException"})
 
 
 def is_aws_host(host: str) -> bool:
@@ -113,17 +106,19 @@ def client_kwargs(settings: Settings, session: boto3.session.Session) -> dict[st
     return kwargs
 
 
-def _translate(err: Exception, action: str) -> Exception:
-    if isinstance(err, botocore.exceptions.ClientError):
-        code = err.response.get("Error", {}).get("Code", "")
-        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500))
-        # A 4xx is the request's fault and will not pass by itself, except throttling.
-        if code in _PERMANENT_CODES or (400 <= status < 500 and code not in _THROTTLING_CODES):
-            return SourceError(f"SQS {action}: {code}: {err.response['Error'].get('Message', '')}")
-        return SourceUnavailable(f"SQS {action}: {code or 'error'}")
-    if isinstance(err, botocore.exceptions.NoCredentialsError):
-        return SourceError(f"SQS {action}: no AWS credentials configured")
-    return SourceUnavailable(f"SQS {action}: {type(err).__name__}: {err}")
+def _translate(
+    err: botocore.exceptions.BotoCoreError | botocore.exceptions.ClientError, action: str
+) -> Exception:
+    code = error_code(err)
+    match classify(err, transient=_TRANSIENT_CODES, permanent=_PERMANENT_CODES):
+        case "no_credentials":
+            return SourceError(f"SQS {action}: no AWS credentials configured")
+        case "unreachable":
+            return SourceUnavailable(f"SQS {action}: {type(err).__name__}: {err}")
+        case "permanent":
+            return SourceError(f"SQS {action}: {code}: {error_message(err)}")
+        case "transient":
+            return SourceUnavailable(f"SQS {action}: {code or 'error'}")
 
 
 _CAUGHT = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
@@ -144,60 +139,104 @@ PROTOCOL_SETTING = "LOGIN_ETL_SQS_PROTOCOL (--sqs-protocol)"
 # botocore Loader search-path root (sqs/2012-11-05/service-2.json). Licence: its NOTICE.
 QUERY_MODEL_DIR = Path(__file__).with_name("sqs_query_model")
 
-# Enough of an answer to tell XML, HTML and JSON apart, past an XML declaration's whitespace.
-_SNIFF_BYTES = 64
+# Enough of an answer to tell XML, HTML and JSON apart, past an XML declaration, comments and
+# whitespace: an XHTML error page starts `<?xml ...?><!DOCTYPE html ...>`.
+_SNIFF_BYTES = 512
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<meta")
 # What LocalStack 1.x answers to a JSON-protocol request (HTTP 500, "Operation detection failed.
 # Missing Action in request for query-protocol service"), whatever the format around it.
 _REFUSAL_MARKERS = (b"Missing Action", b"Operation detection failed")
-# Error codes of an endpoint that did not find the operation in a JSON request.
+# Error codes of an endpoint that did not find the operation in the request.
 _UNKNOWN_OPERATION = frozenset(
     {"UnknownOperationException", "UnknownOperation", "InvalidAction", "MissingAction"}
 )
 _XML_MESSAGE = re.compile(rb"<Message>(.*?)</Message>", re.DOTALL)
+_XML_CODE = re.compile(rb"<Code>\s*([^<]*?)\s*</Code>")
+# Operations that may be sent again after an answer that shows the endpoint may have executed
+# them: idempotent ones, and ReceiveMessage (delivery is at least once; the ledger dedupes).
+# Anything else (SendMessage, SendMessageBatch, ...) is never replayed.
+_REPLAY_SAFE = frozenset(
+    {
+        "ReceiveMessage",
+        "DeleteMessage",
+        "DeleteMessageBatch",
+        "ChangeMessageVisibility",
+        "ChangeMessageVisibilityBatch",
+        "GetQueueAttributes",
+        "SetQueueAttributes",
+        "CreateQueue",
+        "GetQueueUrl",
+        "ListQueues",
+    }
+)
 # How much of the endpoint's own error message an SqsProtocolError quotes.
 _DETAIL_CHARS = 160
 
 
 def answer_format(body: bytes) -> Literal["json", "xml", "html", "other"]:
-    """The format of an HTTP answer's body, from its first bytes."""
-    head = body[:_SNIFF_BYTES].lstrip().lower()
+    """The format of an HTTP answer's body, from its first bytes (its root element for XML)."""
+    head = body[:_SNIFF_BYTES].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
     if head.startswith(b"{"):
         return "json"
-    if head.startswith((b"<!doctype html", b"<html")):
+    while head.startswith((b"<?", b"<!--")):  # an XML declaration or a comment
+        close = b"?>" if head.startswith(b"<?") else b"-->"
+        end = head.find(close)
+        if end < 0:
+            break
+        head = head[end + len(close) :].lstrip()
+    if head.startswith(_HTML_STARTS):
         return "html"
     return "xml" if head.startswith(b"<") else "other"
 
 
-def _json_error_code(body: bytes) -> str:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return ""
-    if not isinstance(parsed, dict):
-        return ""
-    code = parsed.get("__type") or parsed.get("code") or parsed.get("Code") or ""
-    return str(code).rpartition("#")[2]  # "com.amazon.coral.service#UnknownOperationException"
+def _error_code(form: str, body: bytes) -> str | None:
+    """The code of an AWS error envelope: a JSON object with `__type` or `code`, or XML with
+    `<ErrorResponse>` or `<Error>...<Code>`; None if the body is no such envelope."""
+    if form == "json":
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(parsed, dict):
+            return None
+        code = parsed.get("__type") or parsed.get("code")
+        if not isinstance(code, str) or not code:
+            return None
+        return code.rpartition("#")[2]  # "com.amazon.coral.service#UnknownOperationException"
+    if form == "xml" and (b"<ErrorResponse" in body or (b"<Error>" in body and b"<Code>" in body)):
+        found = _XML_CODE.search(body)
+        return found.group(1).decode("utf-8", "replace") if found else ""
+    return None
 
 
 def refuses(sent: WireProtocol, status: int, body: bytes) -> bool:
     """Whether this answer to a `sent`-protocol request shows that the endpoint does not speak
     that protocol.
 
-    A JSON request answered in XML (success or error), with LocalStack 1.x's "Missing Action",
-    or with an unknown-operation error; a query request answered in JSON. An HTML page (a
-    proxy's 502) or an empty body says nothing about the protocol: such an answer stays an
-    ordinary error, retried or not by its status.
+    - 2xx: a success in the other protocol's format (XML to a JSON request, JSON to a query one).
+    - Any error status: LocalStack 1.x's "Missing Action" (to a JSON request), or an
+      unknown-operation error code.
+    - 4xx but 429: an AWS error envelope of the other protocol (`<ErrorResponse>` to a JSON
+      request, `{"__type": ...}` to a query one).
+
+    Anything else says nothing about the protocol and stays an ordinary error, retried or not by
+    its status: a gateway's 503 or 429 in JSON or XML, an (X)HTML page, an empty body.
     """
     form = answer_format(body)
-    if sent == "query":
-        return form == "json"
-    if form == "xml":
-        return True
+    other = "xml" if sent == "json" else "json"
+    if 200 <= status < 300:
+        return form == other
     if status < 400:
         return False
-    if any(marker in body for marker in _REFUSAL_MARKERS):
+    if sent == "json" and any(marker in body for marker in _REFUSAL_MARKERS):
         return True
-    return form == "json" and _json_error_code(body) in _UNKNOWN_OPERATION
+    code = _error_code(form, body)
+    if code is None:
+        return False
+    # An XML error to a query request is the query protocol's own, whatever its code.
+    if code in _UNKNOWN_OPERATION and (sent == "json" or form == "json"):
+        return True
+    return form == other and status < 500 and status != 429
 
 
 def error_detail(status: int, body: bytes) -> str:
@@ -233,18 +272,43 @@ class _Refused(Exception):
     module.
     """
 
-    def __init__(self, sent: WireProtocol, detail: str) -> None:
+    def __init__(self, sent: WireProtocol, detail: str, *, executed: bool) -> None:
         super().__init__(detail)
         self.sent = sent
         self.detail = detail
+        # A success answer: the endpoint may have executed the call, in its own protocol.
+        self.executed = executed
+
+
+def _is_xml_error(body: bytes) -> bool:
+    return answer_format(body) == "xml" and _error_code("xml", body) is not None
+
+
+def _bare_query_error(status: int) -> bytes:
+    """The error botocore itself makes of a bare 5xx (code: the status), as query-protocol XML."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return (
+        f"<ErrorResponse><Error><Code>{status}</Code><Message>{phrase}</Message></Error>"
+        "</ErrorResponse>"
+    ).encode()
 
 
 def _check_answers(sent: WireProtocol) -> Callable[..., None]:
     def check(response_dict: dict[str, Any], **_: Any) -> None:
         body = response_dict.get("body")
         status = int(response_dict.get("status_code", 0))
-        if isinstance(body, bytes) and refuses(sent, status, body):
-            raise _Refused(sent, error_detail(status, body))
+        if not isinstance(body, bytes):
+            return
+        if refuses(sent, status, body):
+            raise _Refused(sent, error_detail(status, body), executed=200 <= status < 300)
+        if sent == "query" and status >= 400 and not _is_xml_error(body):
+            # botocore's query parser fails on an error that is not XML (a gateway's JSON, a
+            # page), with an exception that is neither a BotoCoreError nor retried: make it the
+            # error botocore makes of a bare 5xx, retried or not by its status.
+            response_dict["body"] = _bare_query_error(status)
 
     return check
 
@@ -312,8 +376,10 @@ class ProtocolClient:
 
     Every operation goes through `_call`: a call refused for its protocol raises
     SqsProtocolError, or with `auto` switches the endpoint to the query protocol (for every
-    client in the process) and is replayed, so no receive or delete is lost. Thread-safe, as
-    botocore clients are.
+    client in the process) and is replayed, so no receive or delete is lost. A call the endpoint
+    may have executed (a success answer in the query protocol) is replayed only if it is safe
+    to repeat; a send is not, and raises SourceUnavailable instead. Thread-safe, as botocore
+    clients are.
     """
 
     def __init__(self, protocol: SqsProtocol, make: Callable[[WireProtocol], Any]) -> None:
@@ -357,6 +423,13 @@ class ProtocolClient:
             if self._protocol != "auto" or wire == "query":
                 raise SqsProtocolError(self._mismatch(refused)) from None
             QUERY_ONLY_ENDPOINTS.add(self.endpoint, refused)
+            operation = self._client(wire).meta.method_to_api_mapping.get(name, name)
+            if refused.executed and operation not in _REPLAY_SAFE:
+                raise SourceUnavailable(
+                    f"SQS {operation}: the endpoint {self.endpoint} answered in the query "
+                    "protocol, so the call may have been executed; it is not repeated (not "
+                    "safe to repeat) and the next call uses the query protocol"
+                ) from None
         try:
             return getattr(self._client("query"), name)(*args, **kwargs)
         except _Refused as refused:
@@ -388,6 +461,11 @@ def sqs_client(
     protocol has its own session, with the vendored model."""
     client = ProtocolClient(protocol, lambda wire: _make_client(wire, session, client_args))
     return cast("SQSClient", client)
+
+
+def _warn_fallback(message_id: str, source: str) -> None:
+    # SQS always sends SentTimestamp when asked; an emulator might not.
+    log.warning(FALLBACK_WARNING, message_id, source)
 
 
 class SqsSource:
@@ -442,24 +520,16 @@ class SqsSource:
             )
         except _CAUGHT as err:
             raise _translate(err, "receive") from err
-        return [self._message(raw) for raw in response.get("Messages", [])]
-
-    @staticmethod
-    def _message(raw: Any) -> Message:
-        sent = raw.get("Attributes", {}).get("SentTimestamp")
-        try:
-            sent_ms = int(sent)
-        except (TypeError, ValueError):
-            # SQS always sends it when asked; an emulator might not. Receive time is the best
-            # remaining estimate of the login's date.
-            log.warning("message %s has no SentTimestamp; using receive time", raw["MessageId"])
-            sent_ms = int(time.time() * 1000)
-        return Message(
-            message_id=raw["MessageId"],
-            body=raw.get("Body", ""),
-            sent_timestamp_ms=sent_ms,
-            receipt=raw["ReceiptHandle"],
-        )
+        now_ms = int(time.time() * 1000)
+        messages: list[Message] = []
+        for raw in response.get("Messages", []):
+            try:
+                messages.append(parse_record(raw, now_ms=now_ms, on_fallback=_warn_fallback))
+            except UnreadableRecord as err:
+                # SQS never sends one; should an emulator, it is left to come back and, after
+                # the redrive policy's receives, to move to the dead-letter queue.
+                log.warning("received message %s left on the queue: %s", err.message_id, err)
+        return messages
 
     def delete(self, messages: Sequence[Message]) -> int:
         """Delete with DeleteMessageBatch; returns how many deletes failed.

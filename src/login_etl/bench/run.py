@@ -23,6 +23,7 @@ from psycopg import sql
 from login_etl.adapters.postgres import connect, migrate
 from login_etl.adapters.sqs import SqsProtocol
 from login_etl.bench import cpu, queues, stages
+from login_etl.config import default_of
 from login_etl.core.model import Message
 from login_etl.core.transform import Transformer
 from login_etl.demo.data import generate_bodies
@@ -36,8 +37,8 @@ class BenchOptions:
     sqs_protocol: SqsProtocol = "auto"
     messages: int = 20_000
     malformed_pct: float = 3.0
-    pollers: int = 8
-    batch_size: int = 1000
+    pollers: int = default_of("pollers")
+    batch_size: int = default_of("batch_size")
     processes: int = 1
     profile: bool = False
     stages_only: bool = False

@@ -1,4 +1,5 @@
-"""The command line: a thin layer that builds settings and adapters, then calls the service.
+"""The command line: a thin layer that parses arguments, builds settings, calls one use case
+(`login_etl.ops`, or the runtime for `run`) and prints its result.
 
 Exit status: 0 done, 1 an error (one line on stderr), 2 bad usage or configuration.
 """

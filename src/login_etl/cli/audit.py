@@ -1,31 +1,21 @@
-"""`login-etl audit`, and the record that every recovery of plaintext leaves first.
-
-`reveal` and `quarantine show` need a reason and name a requester; they write one audit record
-and commit it before printing anything, and print nothing if that fails. A recovery that fails
-(a value that does not decrypt) shows nothing and so leaves no record.
-"""
+"""`login-etl audit`, and the options every recovery of plaintext takes: a reason and a
+requester, kept in its audit record (see `login_etl.ops.recovery`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import pwd
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Annotated
 
-import psycopg
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from login_etl.adapters.postgres import AuditLog, AuditRecord, connect
-from login_etl.adapters.postgres.audit import Action, AuditField
 from login_etl.cli import options
 from login_etl.cli.app import app, out
 from login_etl.config import load_settings
+from login_etl.ops.recovery import AuditRecord, audit_records
 
 
 def _not_blank(value: str | None) -> str | None:
@@ -53,54 +43,6 @@ Requester = Annotated[
         show_default="the name of your uid",
     ),
 ]
-
-
-# Where getpass.getuser() looks, in its order. Anyone can set them: they are recorded as a claim.
-_CLAIMS = ("LOGNAME", "USER", "LNAME", "USERNAME")
-
-
-@dataclass(frozen=True, slots=True)
-class OsUser:
-    """Who runs this process: the uid's name, and what the environment claims if it differs."""
-
-    name: str
-    claimed: str | None
-
-
-def os_user(environ: Mapping[str, str] = os.environ) -> OsUser:
-    """The effective uid's name from the password database (its number where it has none, as a
-    container's arbitrary uid), not LOGNAME/USER, which the caller sets; those are kept as
-    `claimed` when they name someone else."""
-    uid = os.geteuid()
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        name = str(uid)
-    claim = next((environ[v] for v in _CLAIMS if environ.get(v)), None)
-    return OsUser(name=name, claimed=claim if claim != name else None)
-
-
-def record_recovery(
-    conn: psycopg.Connection[tuple[object, ...]],
-    *,
-    action: Action,
-    field: AuditField,
-    value_count: int,
-    reason: str,
-    requester: str | None,
-) -> None:
-    """Write and commit the audit record; call it once the plaintext is in hand and about to be
-    shown. If it raises, show nothing."""
-    user = os_user()
-    AuditLog(conn).record(
-        action=action,
-        field=field,
-        value_count=value_count,
-        reason=reason.strip(),
-        requester=(requester or user.name).strip(),
-        os_user=user.name,
-        os_user_claimed=user.claimed,
-    )
 
 
 def _as_json(record: AuditRecord) -> str:
@@ -138,8 +80,7 @@ def audit(
     """List the audit trail of `reveal` and `quarantine show`: who, when, why, how many."""
     settings = load_settings(database_url=database_url)
     start = since.replace(tzinfo=dt.UTC) if since else None
-    with connect(settings.database_url.get_secret_value()) as conn:
-        records = AuditLog(conn).list(limit, start)
+    records = audit_records(settings, limit, start)
     if as_json:
         sys.stdout.write("".join(_as_json(r) + "\n" for r in records))
         return

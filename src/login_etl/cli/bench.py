@@ -8,7 +8,7 @@ import typer
 
 from login_etl.cli import options
 from login_etl.cli.app import app, out
-from login_etl.config import load_settings
+from login_etl.config import default_of, load_settings
 
 
 @app.command()
@@ -28,8 +28,12 @@ def bench(
     malformed_pct: Annotated[
         float, typer.Option(min=0, max=100, help="Share of bad messages.")
     ] = 3.0,
-    pollers: Annotated[int, typer.Option(min=1, max=64, help="Pollers per worker.")] = 8,
-    batch_size: Annotated[int, typer.Option(min=1, help="Messages per transaction.")] = 1000,
+    pollers: Annotated[int, typer.Option(min=1, max=64, help="Pollers per worker.")] = default_of(
+        "pollers"
+    ),
+    batch_size: Annotated[int, typer.Option(min=1, help="Messages per transaction.")] = default_of(
+        "batch_size"
+    ),
     processes: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     rounds: Annotated[int, typer.Option(min=1, help="Raw and run drains, alternated.")] = 3,
     profile: Annotated[

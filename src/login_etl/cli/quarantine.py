@@ -10,14 +10,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from login_etl.adapters.postgres import QuarantineStore, connect
 from login_etl.cli import options
 from login_etl.cli.app import out, quarantine_app
-from login_etl.cli.audit import Reason, Requester, record_recovery
+from login_etl.cli.audit import Reason, Requester
 from login_etl.config import load_settings
-from login_etl.errors import LoginEtlError
-from login_etl.keys import load_keys
-from login_etl.ops.replay import REPLAY_BATCH_SIZE, ReplayReport, replay_quarantine
+from login_etl.ops.recovery import Request, list_rejected, show_rejected
+from login_etl.ops.replay import REPLAY_BATCH_SIZE, ReplayReport, replay
 
 
 @quarantine_app.command("list")
@@ -27,12 +25,11 @@ def quarantine_list(
 ) -> None:
     """Show rejected messages: id, time and reason (never the body)."""
     settings = load_settings(database_url=database_url)
-    with connect(settings.database_url.get_secret_value()) as conn:
-        store = QuarantineStore(conn)
-        entries, total = store.list(limit), store.count()
-    noun = "message" if total == 1 else "messages"
-    table = Table("message id", "rejected at (UTC)", "reason", title=f"{total} rejected {noun}")
-    for entry in entries:
+    listed = list_rejected(settings, limit)
+    noun = "message" if listed.total == 1 else "messages"
+    title = f"{listed.total} rejected {noun}"
+    table = Table("message id", "rejected at (UTC)", "reason", title=title)
+    for entry in listed.entries:
         when = entry.rejected_at.astimezone(dt.UTC)
         table.add_row(escape(entry.message_id), f"{when:%Y-%m-%d %H:%M:%S}", escape(entry.reason))
     out.print(table)
@@ -51,26 +48,13 @@ def quarantine_show(
     settings = load_settings(
         keyset_file=keyset_file, kms_key_uri=kms_key_uri, database_url=database_url
     )
-    sealer = load_keys(settings).sealer
-    with connect(settings.database_url.get_secret_value()) as conn:
-        entry = QuarantineStore(conn).get(message_id)
-        if entry is None:
-            raise LoginEtlError(f"no rejected message with id {message_id}")
-        body = sealer.open(entry.message_id, entry.body)
-        record_recovery(
-            conn,
-            action="quarantine show",
-            field="body",
-            value_count=1,
-            reason=reason,
-            requester=requester,
-        )
+    shown = show_rejected(settings, message_id, Request(reason, requester))
     # Written as is: a rich console would alter the body (emoji codes, tabs).
     sys.stdout.write(
-        f"message id:  {entry.message_id}\n"
-        f"rejected at: {entry.rejected_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC\n"
-        f"reason:      {entry.reason}\n"
-        f"body:\n{body}\n"
+        f"message id:  {shown.message_id}\n"
+        f"rejected at: {shown.rejected_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC\n"
+        f"reason:      {shown.reason}\n"
+        f"body:\n{shown.body}\n"
     )
 
 
@@ -105,16 +89,12 @@ def quarantine_replay(
     settings = load_settings(
         keyset_file=keyset_file, kms_key_uri=kms_key_uri, database_url=database_url
     )
-    keys = load_keys(settings)
-    with connect(settings.database_url.get_secret_value()) as conn:
-        report = replay_quarantine(
-            QuarantineStore(conn),
-            keys.masker,
-            keys.sealer,
-            message_ids=None if replay_all else message_ids,
-            batch_size=batch_size,
-            dry_run=dry_run,
-        )
+    report = replay(
+        settings,
+        message_ids=None if replay_all else message_ids,
+        batch_size=batch_size,
+        dry_run=dry_run,
+    )
     out.print(replay_summary(report), markup=False)
 
 

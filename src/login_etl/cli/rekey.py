@@ -6,12 +6,10 @@ from typing import Annotated
 
 import typer
 
-from login_etl.adapters.postgres import connect
 from login_etl.cli import options
 from login_etl.cli.app import app, err, out
 from login_etl.config import load_settings
-from login_etl.keys import load_keys
-from login_etl.ops.rekey import BATCH_PAGES, RekeyStats, rekey
+from login_etl.ops.rekey import BATCH_PAGES, RekeyStats, rekey_stored
 
 
 @app.command("rekey")
@@ -31,7 +29,6 @@ def rekey_command(
     settings = load_settings(
         keyset_file=keyset_file, kms_key_uri=kms_key_uri, database_url=database_url
     )
-    keys = load_keys(settings)
     shown = [0]
 
     def progress(stats: RekeyStats) -> None:
@@ -39,8 +36,7 @@ def rekey_command(
             shown[0] = stats.rows
             err.print(f"rekey: {stats.rows:,} rows rewritten so far", markup=False)
 
-    with connect(settings.database_url.get_secret_value()) as conn:
-        stats = rekey(conn, keys, batch_pages=batch_pages, progress=progress)
+    stats = rekey_stored(settings, batch_pages=batch_pages, progress=progress)
     out.print(
         f"Rekeyed {stats.values:,} masked values in {stats.rows:,} rows and {stats.bodies:,} "
         f"rejected bodies ({stats.passes} pass{'es' if stats.passes > 1 else ''}); "

@@ -9,13 +9,12 @@ from typing import Annotated
 
 import typer
 
-from login_etl.adapters.postgres import connect, vault_lookup
 from login_etl.cli import options
 from login_etl.cli.app import app, err
-from login_etl.cli.audit import Reason, Requester, record_recovery
+from login_etl.cli.audit import Reason, Requester
 from login_etl.config import load_settings
-from login_etl.errors import RevealError
-from login_etl.keys import load_keys
+from login_etl.ops.recovery import Request
+from login_etl.ops.recovery import reveal as reveal_values
 
 
 class FieldName(StrEnum):
@@ -49,35 +48,21 @@ def reveal(
     settings = load_settings(
         keyset_file=keyset_file, kms_key_uri=kms_key_uri, database_url=database_url
     )
-    masker = load_keys(settings).masker
     tokens = values or [line.strip() for line in sys.stdin if line.strip()]
-    plaintexts: list[str] = []
-    failures = 0
-    with connect(settings.database_url.get_secret_value()) as conn:
-        vault = vault_lookup(conn)  # over-long values keep their ciphertext in the database
-        for position, token in enumerate(tokens, start=1):
-            try:
-                plaintexts.append(masker.reveal(field.value, token, vault))
-            except RevealError as error:
-                failures += 1
-                err.print(f"login-etl: value {position}: {error}", markup=False)
-        if failures:
-            raise typer.Exit(1)
-        if not as_json and any("\n" in p or "\r" in p for p in plaintexts):
-            err.print("login-etl: a plaintext holds a line break; use --json to print it")
-            raise typer.Exit(1)
-        if not plaintexts:
-            return  # nothing to show, nothing to record
-        record_recovery(
-            conn,
-            action="reveal",
-            field=field.value,
-            value_count=len(plaintexts),
-            reason=reason,
-            requester=requester,
-        )
+    revealed = reveal_values(
+        settings, field.value, tokens, Request(reason, requester), one_per_line=not as_json
+    )
+    for failure in revealed.failures:
+        err.print(f"login-etl: value {failure.position}: {failure.error}", markup=False)
+    if revealed.line_break:
+        err.print("login-etl: a plaintext holds a line break; use --json to print it")
+    if revealed.failures or revealed.line_break:
+        raise typer.Exit(1)
+    plaintexts = revealed.plaintexts
+    if not plaintexts:
+        return  # nothing to show, nothing recorded
     if as_json:
-        sys.stdout.write(json.dumps(plaintexts, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(list(plaintexts), ensure_ascii=False) + "\n")
         return
     # Written as is: a rich console would turn ":name:" into emoji and expand tabs.
     sys.stdout.write("".join(p + "\n" for p in plaintexts))

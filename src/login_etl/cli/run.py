@@ -14,16 +14,15 @@ from typing import Annotated
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from login_etl.adapters.postgres import SCHEMA_VERSION, Roles
-from login_etl.adapters.postgres.roles import DEFAULT_ANALYST_ROLE, DEFAULT_SERVICE_ROLE
 from login_etl.cli import options
 from login_etl.cli.app import app, err, out
 from login_etl.config import MAX_PORT, load_settings
 from login_etl.errors import ConfigError
 from login_etl.logs import configure_logging
+from login_etl.ops.migrate import DEFAULT_ANALYST_ROLE, DEFAULT_SERVICE_ROLE, Roles, migrate_schema
 from login_etl.runtime.metrics import PrometheusMetrics
-from login_etl.runtime.pipeline import RunStats
-from login_etl.runtime.wiring import migrate_database, open_pipeline, serving
+from login_etl.runtime.wiring import migrate_database, open_worker, serving
+from login_etl.runtime.worker import RunStats
 from login_etl.runtime.workers import run_processes
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the pipeline to finish the batch in hand; a second one aborts."""
+    """SIGINT/SIGTERM ask the worker to finish the batch in hand; a second one aborts."""
     previous: dict[signal.Signals, object] = {}
 
     def handle(signum: int, _frame: FrameType | None) -> None:
@@ -134,10 +133,10 @@ def run(
     with (
         stop_on_signals(stop),
         progress(until_empty and sys.stderr.isatty()) as on_batch,
-        open_pipeline(settings, stop=stop, on_batch=on_batch, metrics=metrics) as pipeline,
-        serving(settings, pipeline, metrics),
+        open_worker(settings, stop=stop, on_batch=on_batch, metrics=metrics) as worker,
+        serving(settings, worker, metrics),
     ):
-        stats = pipeline.run(until_empty=until_empty)
+        stats = worker.run(until_empty=until_empty)
     out.print(f"Done: {summary(stats)}")
 
 
@@ -169,14 +168,13 @@ def migrate(
         raise typer.BadParameter("only with --create-roles", param_hint="'--analyst-role'")
     settings = load_settings(database_url=database_url, log_level=log_level)
     configure_logging(settings.log_level, settings.log_format)
-    roles = Roles(analyst_role, service_role) if create_roles else None
-    applied = migrate_database(settings.database_url.get_secret_value(), roles)
-    if applied:
-        versions = ", ".join(map(str, applied))
-        out.print(f"Applied migrations {versions}; schema at version {SCHEMA_VERSION}.")
+    migrated = migrate_schema(settings, Roles(analyst_role, service_role) if create_roles else None)
+    if migrated.applied:
+        versions = ", ".join(map(str, migrated.applied))
+        out.print(f"Applied migrations {versions}; schema at version {migrated.version}.")
     else:
-        out.print(f"Schema is up to date (version {SCHEMA_VERSION}).")
-    if roles:
+        out.print(f"Schema is up to date (version {migrated.version}).")
+    if roles := migrated.roles:
         out.print(
             f"Roles {roles.analyst} (analysts) and {roles.service} (the worker) are granted; "
             f"make people and apps members, e.g. GRANT {roles.analyst} TO alice.",

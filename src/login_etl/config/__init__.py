@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -29,6 +30,20 @@ DEFAULT_DATABASE_URL = "postgresql://postgres:postgres@localhost:5432/postgres"
 MAX_PORT = dburl.MAX_PORT
 # boto3's own variables for the SQS endpoint, the first one set wins.
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """The worker loop's slice of Settings, in the units the loop uses (`worker_options()`)."""
+
+    batch_size: int
+    batch_wait_s: float
+    poll_wait_s: int
+    pollers: int
+    visibility_timeout_s: int  # held messages are extended before it runs out (heartbeat)
+    # Received and not yet deleted; None: room for the batch being committed, the next one
+    # filling, and one receive per poller. Not a setting: tests bound it to watch backpressure.
+    max_in_flight: int | None = None
 
 
 class Settings(BaseSettings):
@@ -112,6 +127,16 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level
 
+    def worker_options(self) -> WorkerOptions:
+        """What the worker loop needs of the settings."""
+        return WorkerOptions(
+            batch_size=self.batch_size,
+            batch_wait_s=self.batch_wait_ms / 1000,
+            poll_wait_s=self.wait_time_seconds,
+            pollers=self.pollers,
+            visibility_timeout_s=self.visibility_timeout,
+        )
+
     def require_keyset_file(self) -> Path:
         """The key file, or ConfigError saying how to create one."""
         if self.keyset_file is None:
@@ -121,6 +146,12 @@ class Settings(BaseSettings):
                 "--keyset-file or LOGIN_ETL_KEYSET_FILE"
             )
         return self.keyset_file
+
+
+def default_of(field: str) -> Any:
+    """A setting's default, as Settings types it: for other places that need it (bench, help),
+    so that each default is written once."""
+    return Settings.model_fields[field].default
 
 
 def endpoint_problem(url: str, expected: str) -> str | None:

@@ -60,24 +60,46 @@ _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 def problem(url: str) -> str | None:
     """What keeps libpq from using `url`, in words that quote none of it; None if nothing.
 
-    Checked: the scheme, the URL syntax (percent-escapes, known query parameters), an `@` left
-    unescaped in the user name or password, each host and port, and the values libpq would
-    refuse only when connecting. A parameter missing from the URL is read from its PG*
-    environment variable, as libpq does, and then named.
+    Checked: the scheme, the URL syntax (percent-escapes, known query parameters), any `@`
+    but the one that ends the user name and password, any `#`, each host and port, and the
+    values libpq would refuse only when connecting. A parameter missing from the URL is read
+    from its PG* environment variable, as libpq does, and then named.
     """
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in SCHEMES:
         return "must be a postgresql:// URL"
-    # libpq ends the user name and password at the first '@' before a '/'; a second '@' there
-    # belongs to the password, and libpq would take the rest for the host name.
-    if re.split(r"[/?]", rest, maxsplit=1)[0].count("@") > 1:
-        return f"the user name or password holds an unescaped '@': {ESCAPE_HINT}"
+    if unescaped := _unescaped_in_user_info(rest):
+        return unescaped
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error:
         # libpq's message quotes the offending part, which may be the password.
         return f"is not a valid PostgreSQL URL: check its query parameters, and {ESCAPE_HINT}"
-    return _hosts_problem(params) or _values_problem(params)
+    return _hosts_problem(params) or _at_after_host(rest) or _values_problem(params)
+
+
+def _authority(rest: str) -> str:
+    """User info, hosts and ports of a URL past its `scheme://`: where libpq ends them."""
+    return re.split(r"[/?]", rest, maxsplit=1)[0]
+
+
+def _unescaped_in_user_info(rest: str) -> str | None:
+    # libpq ends the user name and password at the first '@' before any '/' or '?': a second
+    # '@' there belongs to the password, and libpq would take the rest for the host name.
+    if _authority(rest).count("@") > 1:
+        return f"the user name or password holds an unescaped '@': {ESCAPE_HINT}"
+    # libpq's URLs have no '#' fragment; one in a password cuts the URL for other parsers.
+    if "#" in rest:
+        return f"holds an unescaped '#': {ESCAPE_HINT}"
+    return None
+
+
+def _at_after_host(rest: str) -> str | None:
+    # An '@' past the host most often ends a password holding a '/' or '?' (base64 holds '/'):
+    # libpq ended the host there and took part of the password for the host or the port.
+    if "@" in rest[len(_authority(rest)) :]:
+        return f"holds an unescaped '@' after the host: {ESCAPE_HINT}"
+    return None
 
 
 def server_address(url: str) -> str:

@@ -116,27 +116,28 @@ class TinkMasker:
             ciphertext = found
         else:
             ciphertext = _unb64(token)
-        try:
-            plaintext: bytes = self._primitive.decrypt_deterministically(
-                ciphertext, field.encode("ascii")
-            )
-        except tink.TinkError as err:
-            raise RevealError(
-                f"does not decrypt as a {field} with this key file "
-                "(wrong field, wrong key file, or not a masked value)"
-            ) from err
-        return plaintext.decode("utf-8")
+        problem = (
+            f"does not decrypt as a {field} with this key file "
+            "(wrong field, wrong key file, or not a masked value)"
+        )
+        return self._decrypt(field, ciphertext, problem).decode("utf-8")
 
     def reencrypt(self, field: Field, ciphertext: bytes) -> bytes:
         """The same plaintext encrypted under the primary key (for rekeying vault entries)."""
+        problem = f"a stored {field} does not decrypt with this key file"
+        plaintext = self._decrypt(field, ciphertext, problem)
+        fresh: bytes = self._primitive.encrypt_deterministically(plaintext, field.encode("ascii"))
+        return fresh
+
+    def _decrypt(self, field: Field, ciphertext: bytes, problem: str) -> bytes:
+        """The plaintext; RevealError(problem), never a Tink traceback, if it does not decrypt."""
         try:
             plaintext: bytes = self._primitive.decrypt_deterministically(
                 ciphertext, field.encode("ascii")
             )
         except tink.TinkError as err:
-            raise RevealError(f"a stored {field} does not decrypt with this key file") from err
-        fresh: bytes = self._primitive.encrypt_deterministically(plaintext, field.encode("ascii"))
-        return fresh
+            raise RevealError(problem) from err
+        return plaintext
 
 
 class TinkSealer:

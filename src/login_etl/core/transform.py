@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from login_etl.core.masking import Masker, Sealer
 from login_etl.core.model import Loaded, LoginRow, Message, Outcome, Rejected, VaultEntry
 from login_etl.core.reasons import Invalid
+from login_etl.core.timestamps import utc_date
 from login_etl.core.validate import validate
-
-_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_MS_PER_DAY = 86_400_000
-
-
-def utc_date(timestamp_ms: int) -> dt.date:
-    """The UTC calendar date of a millisecond Unix timestamp, in integer arithmetic."""
-    return dt.date.fromordinal(_EPOCH_ORDINAL + timestamp_ms // _MS_PER_DAY)
 
 
 class Transformer:
@@ -46,8 +37,9 @@ class Transformer:
         return Loaded(message.message_id, row, vault)
 
     def reject(self, message: Message, invalid: Invalid) -> Rejected:
-        """A rejection with the body sealed; also used for transform failures and refused rows
-        (`reasons.transform_failed`, `reasons.row_refused`)."""
+        """A rejection with the body sealed; the batch committer (`runtime.committer`) also
+        builds its rejections of transform failures and refused rows with it
+        (`reasons.transform_failed`, `reasons.row_refused`), as quarantine replay does."""
         return Rejected(
             message_id=message.message_id,
             reason=invalid.reason,

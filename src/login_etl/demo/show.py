@@ -18,7 +18,7 @@ from login_etl.demo.data import generate_bodies, publish
 from login_etl.demo.services import EmbeddedPostgres, MotoSqs
 from login_etl.keys import create_key_file, load_key_file
 from login_etl.logs import configure_logging
-from login_etl.runtime.wiring import open_pipeline
+from login_etl.runtime.wiring import open_worker
 
 MESSAGES = 100
 
@@ -103,8 +103,8 @@ def run_demo(console: Console | None = None, *, sqs_protocol: SqsProtocol = "aut
                 # few messages out twice (harmless, but the counts would distract here).
                 pollers=1,
             )
-            with open_pipeline(settings) as pipeline:
-                stats = pipeline.run(until_empty=True)
+            with open_worker(settings) as worker:
+                stats = worker.run(until_empty=True)
             console.print(
                 f"Drained the queue: {stats.received} received, {stats.loaded} loaded, "
                 f"{stats.rejected} rejected, {stats.skipped} redeliveries skipped "

@@ -36,7 +36,7 @@ from tink.proto import tink_pb2
 
 from login_etl.config import KMS_KEY_URI
 from login_etl.core.masking import TinkMasker, TinkSealer
-from login_etl.errors import KeyFileError, LoginEtlError
+from login_etl.errors import KeyFileError, KeyFileExists, KeyFileWriteError
 
 daead.register()
 aead.register()
@@ -193,16 +193,16 @@ def write_key_file(
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileExistsError as err:
-            raise LoginEtlError(f"key file {path} already exists; it is never overwritten") from err
+            raise KeyFileExists(f"key file {path} already exists; it is never overwritten") from err
         except OSError as err:
-            raise LoginEtlError(f"cannot create key file {path}: {err.strerror}") from err
+            raise KeyFileWriteError(f"cannot create key file {path}: {err.strerror}") from err
         _write_fd(fd, path, text, temporary=None)
         return
     target = _target(path)
     try:
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as err:
-        raise LoginEtlError(f"cannot write key file {path}: {err.strerror}") from err
+        raise KeyFileWriteError(f"cannot write key file {path}: {err.strerror}") from err
     temporary = Path(name)  # mkstemp: O_EXCL, mode 0600
     _write_fd(fd, path, text, temporary=temporary)
     try:
@@ -210,7 +210,7 @@ def write_key_file(
         _fsync_directory(target.parent)
     except OSError as err:
         temporary.unlink(missing_ok=True)
-        raise LoginEtlError(f"cannot write key file {path}: {err.strerror}") from err
+        raise KeyFileWriteError(f"cannot write key file {path}: {err.strerror}") from err
 
 
 def _write_fd(fd: int, path: Path, text: str, *, temporary: Path | None) -> None:
@@ -221,7 +221,7 @@ def _write_fd(fd: int, path: Path, text: str, *, temporary: Path | None) -> None
             os.fsync(out.fileno())
     except OSError as err:
         (temporary or path).unlink(missing_ok=True)
-        raise LoginEtlError(f"cannot write key file {path}: {err.strerror}") from err
+        raise KeyFileWriteError(f"cannot write key file {path}: {err.strerror}") from err
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -15,7 +15,7 @@ import tink
 from tink import proto_keyset_format, secret_key_access
 from tink.proto import tink_pb2
 
-from login_etl.errors import LoginEtlError
+from login_etl.errors import PrimaryKeyDisable, UnknownKeyId
 
 ENABLED = tink_pb2.ENABLED
 DISABLED = tink_pb2.DISABLED
@@ -67,9 +67,9 @@ def with_status(
     wanted = set(key_ids)
     known = {k.key_id for k in keyset.key}
     if unknown := wanted - known:
-        raise LoginEtlError(f"no key with id {', '.join(map(str, sorted(unknown)))} in the keyset")
+        raise UnknownKeyId(f"no key with id {', '.join(map(str, sorted(unknown)))} in the keyset")
     if status == DISABLED and keyset.primary_key_id in wanted:
-        raise LoginEtlError(
+        raise PrimaryKeyDisable(
             f"key {keyset.primary_key_id} is the primary; rotate first, then disable the old key"
         )
     for key in keyset.key:

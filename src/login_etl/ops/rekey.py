@@ -22,8 +22,10 @@ from typing import TypeVar, cast
 
 import psycopg
 
+from login_etl.adapters.postgres import connect
 from login_etl.adapters.postgres.keyuse import KeyUse, key_usage
-from login_etl.adapters.postgres.rekey import RekeyStore, Row
+from login_etl.adapters.postgres.reencrypt import RekeyStore, Row
+from login_etl.config import Settings
 from login_etl.core.masking import (
     VAULT_PREFIX,
     Field,
@@ -31,8 +33,9 @@ from login_etl.core.masking import (
     key_id_of,
     token_key_id,
 )
+from login_etl.core.model import VaultEntry
 from login_etl.errors import RevealError
-from login_etl.keys import KeyRing
+from login_etl.keys import KeyRing, load_keys
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,9 @@ class RekeyStats:
 def stale(usage: list[KeyUse], keys: KeyRing) -> int:
     """How many stored values need a key other than their keyset's primary."""
     return sum(
-        u.values for u in usage if u.key_id is not None and u.key_id != keys.primary(u.keyset)
+        u.values
+        for u in usage
+        if u.retired_token or (u.key_id is not None and u.key_id != keys.primary(u.keyset))
     )
 
 
@@ -70,12 +75,12 @@ class _Remasker:
         self._stats = stats
         self._cache: dict[tuple[Field, str], Masked | None] = {}
 
-    def rows(self, rows: list[Row]) -> tuple[list[Row], list[tuple[str, str, bytes]]]:
+    def rows(self, rows: list[Row]) -> tuple[list[Row], list[VaultEntry]]:
         vault = self._store.vault(
             t for r in rows for t in r[1:] if t is not None and t.startswith(VAULT_PREFIX)
         )
         changed: list[Row] = []
-        entries: list[tuple[str, str, bytes]] = []
+        entries: list[VaultEntry] = []
         for ctid, ip, device_id in rows:
             new_ip, new_device_id = (
                 self._value("ip", ip, vault),
@@ -89,7 +94,7 @@ class _Remasker:
 
     def _value(
         self, field: Field, token: str | None, vault: dict[str, tuple[bytes, bool]]
-    ) -> tuple[str | None, tuple[str, str, bytes] | None]:
+    ) -> tuple[str | None, VaultEntry | None]:
         if token is None:
             return None, None
         if token.startswith(VAULT_PREFIX):
@@ -114,8 +119,7 @@ class _Remasker:
             self._stats.unreadable += 1
             return token, None
         self._stats.values += 1
-        entry = masked.vault
-        return masked.token, (entry.token, entry.field, entry.ciphertext) if entry else None
+        return masked.token, masked.vault
 
 
 def _user_logins_pass(
@@ -175,9 +179,8 @@ def _vault(store: RekeyStore, keys: KeyRing, stats: RekeyStats, batch: int) -> N
     re-encrypted rather than deleted, so that such a row stays revealable (and, retired, gets
     rekeyed on the next pass) instead of pointing at nothing."""
 
-    def reencrypt(entry: tuple[str, str, bytes]) -> tuple[str, bytes]:
-        token, field, ciphertext = entry
-        return token, keys.masker.reencrypt(cast("Field", field), ciphertext)
+    def reencrypt(entry: VaultEntry) -> tuple[str, bytes]:
+        return entry.token, keys.masker.reencrypt(cast("Field", entry.field), entry.ciphertext)
 
     stats.vault_retired += _rewrite_in_batches(
         store,
@@ -237,3 +240,15 @@ def rekey(
             "%d values were written under an old key during the pass; passing again",
             stats.remaining,
         )
+
+
+def rekey_stored(
+    settings: Settings,
+    *,
+    batch_pages: int = BATCH_PAGES,
+    progress: Callable[[RekeyStats], None] = lambda _: None,
+) -> RekeyStats:
+    """`login-etl rekey`: `rekey` with the keys and database of `settings`."""
+    keys = load_keys(settings)
+    with connect(settings.database_url.get_secret_value()) as conn:
+        return rekey(conn, keys, batch_pages=batch_pages, progress=progress)

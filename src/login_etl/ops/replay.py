@@ -8,17 +8,19 @@ message is masked exactly as `run` would mask it, so its tokens match those of o
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from login_etl.adapters.postgres import QuarantineEntry, QuarantineStore
+from login_etl.adapters.postgres import QuarantineEntry, QuarantineStore, connect
+from login_etl.config import Settings
 from login_etl.core.masking import Masker, TinkSealer
 from login_etl.core.model import Message, Outcome
 from login_etl.core.reasons import transform_failed
+from login_etl.core.timestamps import epoch_ms
 from login_etl.core.transform import Transformer
+from login_etl.keys import load_keys
 from login_etl.logs import log_failure
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,6 @@ log = logging.getLogger(__name__)
 # Messages per transaction: their rows stay locked until it commits, so a batch is kept short
 # (well under a second of decrypting and masking), yet large enough to amortise round trips.
 REPLAY_BATCH_SIZE = 500
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass
@@ -45,8 +45,7 @@ class ReplayReport:
 def _sent_ms(entry: QuarantineEntry) -> int:
     # create_date is the UTC date the message was sent; rows quarantined without SentTimestamp
     # fall back to when they were rejected.
-    sent = entry.sent_at or entry.rejected_at
-    return (sent - _EPOCH) // dt.timedelta(milliseconds=1)
+    return epoch_ms(entry.sent_at or entry.rejected_at)
 
 
 def replay_quarantine(
@@ -99,3 +98,24 @@ def replay_quarantine(
     if wanted is not None:
         report.not_found = len(set(wanted) - seen)
     return report
+
+
+def replay(
+    settings: Settings,
+    *,
+    message_ids: Sequence[str] | None,
+    batch_size: int = REPLAY_BATCH_SIZE,
+    dry_run: bool = False,
+) -> ReplayReport:
+    """`login-etl quarantine replay`: `replay_quarantine` with the keys and database of
+    `settings`."""
+    keys = load_keys(settings)
+    with connect(settings.database_url.get_secret_value()) as conn:
+        return replay_quarantine(
+            QuarantineStore(conn),
+            keys.masker,
+            keys.sealer,
+            message_ids=message_ids,
+            batch_size=batch_size,
+            dry_run=dry_run,
+        )

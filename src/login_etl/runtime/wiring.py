@@ -1,7 +1,8 @@
-"""Wiring: settings → key ring, SQS source, PostgreSQL sink → one Pipeline.
+"""Wiring: settings → key ring → PostgreSQL sink → `Committer`, and with the SQS source → `Worker`.
 
-The CLI, the demo (and later the Lambda handler) build their pipeline here, so that all of them
-run the same code path.
+The one place the runtime is assembled: the CLI (`login-etl run`, its worker processes), the
+demo and the Lambda handler all build their committer here, so that all of them run the same
+code path. The Lambda stops at the committer: Lambda itself receives and deletes.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from login_etl.adapters.sqs import SqsSource
 from login_etl.config import Settings
 from login_etl.core.transform import Transformer
 from login_etl.keys import load_keys
+from login_etl.runtime.committer import Committer
 from login_etl.runtime.health import HealthServer
 from login_etl.runtime.metrics import Metrics, PrometheusMetrics
-from login_etl.runtime.pipeline import Pipeline, RunStats
 from login_etl.runtime.retry import until_stopped
+from login_etl.runtime.worker import RunStats, Worker
 
 
 def migrate_database(url: str, roles: Roles | None = None) -> list[int]:
@@ -33,42 +35,46 @@ def migrate_when_reachable(url: str, stop: threading.Event) -> None:
     until_stopped("migrate", stop)(migrate_database, url)
 
 
+def build_committer(
+    settings: Settings, stop: threading.Event, metrics: Metrics | None = None
+) -> Committer:
+    """A ready committer: keys loaded and schema migrated, both waiting out a KMS or database
+    not reachable yet until `stop` (then TransientError). The caller closes it."""
+    # A KMS-wrapped key file waits out a KMS that is not reachable yet, as the database does.
+    keys = until_stopped("load keys", stop)(load_keys, settings)
+    database_url = settings.database_url.get_secret_value()
+    migrate_when_reachable(database_url, stop)
+    return Committer(
+        PostgresSink(database_url), Transformer(keys.masker, keys.sealer), metrics=metrics
+    )
+
+
 @contextmanager
-def open_pipeline(
+def open_worker(
     settings: Settings,
     *,
     stop: threading.Event | None = None,
     on_batch: Callable[[RunStats], None] | None = None,
     metrics: Metrics | None = None,
-) -> Iterator[Pipeline]:
-    """A ready pipeline (keys loaded, schema migrated); closes its connections on exit."""
+) -> Iterator[Worker]:
+    """A ready worker on the settings' queue; closes its connections on exit."""
     stop = stop or threading.Event()
-    # A KMS-wrapped key file waits out a KMS that is not reachable yet, as the database does.
-    keys = until_stopped("load keys", stop)(load_keys, settings)
-    database_url = settings.database_url.get_secret_value()
-    migrate_when_reachable(database_url, stop)
-    sink = PostgresSink(database_url)
+    committer = build_committer(settings, stop, metrics)
     try:
-        yield Pipeline(
+        yield Worker(
             # One connection per poller and per deleter thread.
             SqsSource.from_settings(settings, max_connections=2 * settings.pollers),
-            sink,
-            Transformer(keys.masker, keys.sealer),
-            batch_size=settings.batch_size,
-            batch_wait_s=settings.batch_wait_ms / 1000,
-            poll_wait_s=settings.wait_time_seconds,
-            pollers=settings.pollers,
+            committer,
+            settings.worker_options(),
             stop=stop,
             on_batch=on_batch,
-            metrics=metrics,
-            visibility_timeout_s=settings.visibility_timeout,
         )
     finally:
-        sink.close()
+        committer.close()
 
 
 @contextmanager
-def serving(settings: Settings, pipeline: Pipeline, metrics: PrometheusMetrics) -> Iterator[None]:
+def serving(settings: Settings, worker: Worker, metrics: PrometheusMetrics) -> Iterator[None]:
     """/metrics, /healthz and /readyz on LOGIN_ETL_METRICS_PORT while the block runs."""
     if settings.metrics_port is None:
         yield
@@ -76,7 +82,7 @@ def serving(settings: Settings, pipeline: Pipeline, metrics: PrometheusMetrics) 
     url = settings.database_url.get_secret_value()
 
     def sqs() -> None:
-        metrics.backlog(pipeline.source.backlog())  # also keeps the queue-depth gauge fresh
+        metrics.backlog(worker.source.backlog())  # also keeps the queue-depth gauge fresh
 
     def postgres() -> None:
         connect(url).close()

@@ -3,13 +3,15 @@
 Workers need no coordination beyond SQS and PostgreSQL (the ledger makes any overlap harmless),
 so this is a convenience for using several cores on one host; across hosts, run more containers.
 Each child builds its own settings from the same environment and options, and reports its
-counters back when it ends.
+counters back when it ends, or the error that ended it: the exception itself, pickled, so that the
+parent raises the same class (a ConfigError still exits 2, a RowRefused keeps its SQLSTATE).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import pickle
 import queue
 import signal
 import threading
@@ -19,11 +21,11 @@ from types import FrameType
 from typing import Any
 
 from login_etl.config import load_settings
-from login_etl.errors import ConfigError, LoginEtlError
+from login_etl.errors import LoginEtlError, WorkerExited
 from login_etl.logs import configure_logging
 from login_etl.runtime.metrics import PrometheusMetrics
-from login_etl.runtime.pipeline import RunStats
-from login_etl.runtime.wiring import open_pipeline, serving
+from login_etl.runtime.wiring import open_worker, serving
+from login_etl.runtime.worker import RunStats
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +44,60 @@ def _child(
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-    settings = load_settings(**overrides)
-    if settings.metrics_port is not None:
-        settings = settings.model_copy(update={"metrics_port": settings.metrics_port + index})
-    configure_logging(settings.log_level, settings.log_format)  # spawned: nothing is inherited
-    log.debug("worker %d started", index)
-    metrics = PrometheusMetrics()
     try:
+        settings = load_settings(**overrides)
+        if settings.metrics_port is not None:
+            settings = settings.model_copy(update={"metrics_port": settings.metrics_port + index})
+        configure_logging(settings.log_level, settings.log_format)  # spawned: nothing inherited
+        log.debug("worker %d started", index)
+        metrics = PrometheusMetrics()
         with (
-            open_pipeline(settings, stop=stop, metrics=metrics) as pipeline,
-            serving(settings, pipeline, metrics),
+            open_worker(settings, stop=stop, metrics=metrics) as worker,
+            serving(settings, worker, metrics),
         ):
-            stats = pipeline.run(until_empty=until_empty)
+            stats = worker.run(until_empty=until_empty)
     except LoginEtlError as err:
-        results.put({"error": str(err), "config": isinstance(err, ConfigError)})
+        results.put(error_report(err))
         raise SystemExit(1) from None
     results.put({**asdict(stats), "seconds": stats.seconds})
+
+
+def error_report(err: LoginEtlError) -> dict[str, Any]:
+    """What a child puts on the results queue for the error that ended it: the exception itself.
+
+    Pickled here, not by the queue's feeder thread, which would only print a failure: an error
+    that does not survive the round trip (a subclass with an unpicklable argument) is reported
+    as its nearest class that does, with its message."""
+    for cls in type(err).__mro__:
+        if not issubclass(cls, LoginEtlError):
+            break
+        candidate = err if cls is type(err) else _rebuilt(cls, str(err))
+        if candidate is not None and _round_trips(candidate):
+            return {"error": candidate}
+    return {"error": LoginEtlError(str(err))}  # not reached: LoginEtlError(str) pickles
+
+
+def _rebuilt(cls: type[LoginEtlError], message: str) -> LoginEtlError | None:
+    try:
+        return cls(message)
+    except TypeError:  # a class that needs more than a message
+        return None
+
+
+def _round_trips(err: LoginEtlError) -> bool:
+    try:
+        pickle.loads(pickle.dumps(err))  # noqa: S301 - our own bytes, made on the line before
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def reraise(reports: list[dict[str, Any]]) -> None:
+    """Raise the first error a child reported, as the class it was raised as."""
+    for report in reports:
+        error = report.get("error")
+        if isinstance(error, LoginEtlError):
+            raise error
 
 
 def run_processes(
@@ -87,14 +127,12 @@ def run_processes(
             reports.append(results.get(timeout=2))
         except queue.Empty:
             break  # a child that was killed reports nothing
-    errors = [r for r in reports if "error" in r]
-    if errors:
-        raise (ConfigError if errors[0]["config"] else LoginEtlError)(errors[0]["error"])
+    reraise(reports)
     for child in children:
         if child.exitcode != 0:
-            raise LoginEtlError(f"{child.name} exited with status {child.exitcode}")
+            raise WorkerExited(f"{child.name} exited with status {child.exitcode}")
     total = RunStats()
-    for report in reports:
+    for report in reports:  # none is an error report: reraise() raised those
         for name in _COUNTERS:
             setattr(total, name, getattr(total, name) + report[name])
     total.finished = total.started + max((r["seconds"] for r in reports), default=0.0)

@@ -38,23 +38,26 @@ class AuditRecord:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What one recovery leaves in the trail; the database adds its id, time and user."""
+
+    action: Action
+    field: AuditField
+    value_count: int
+    reason: str
+    requester: str
+    os_user: str
+    os_user_claimed: str | None = None
+
+
 class AuditLog:
     """Writes and reads `login_etl.reveal_audit`."""
 
     def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         self._conn = conn
 
-    def record(
-        self,
-        *,
-        action: Action,
-        field: AuditField,
-        value_count: int,
-        reason: str,
-        requester: str,
-        os_user: str,
-        os_user_claimed: str | None = None,
-    ) -> int:
+    def record(self, recovery: Recovery) -> int:
         """Insert one record and commit the connection's transaction; returns the record's id.
 
         It commits at once because the record must be durable before anything is shown: if this
@@ -67,7 +70,15 @@ class AuditLog:
                     "INSERT INTO login_etl.reveal_audit"
                     " (requester, os_user, os_user_claimed, action, field, value_count, reason)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                    (requester, os_user, os_user_claimed, action, field, value_count, reason),
+                    (
+                        recovery.requester,
+                        recovery.os_user,
+                        recovery.os_user_claimed,
+                        recovery.action,
+                        recovery.field,
+                        recovery.value_count,
+                        recovery.reason,
+                    ),
                 ).fetchone(),
             )
             self._conn.commit()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import psycopg
 
@@ -10,14 +10,27 @@ from login_etl.adapters.postgres.connection import translated
 
 
 class KeyUse(NamedTuple):
-    """`values` values in `place`, all needing key `key_id` of keyset `keyset` (None: no
-    recognisable key, e.g. a vault token whose ciphertext is missing)."""
+    """`values` values in `place`, all needing key `key_id` of keyset `keyset`.
+
+    `key_id` is None when no key can be named: either `retired_token` (vault tokens whose entry
+    rekey retired; the token itself came from an old key, so the row needs rekeying) or nothing
+    recognisable (not a token, or a vault token whose ciphertext is missing).
+    """
 
     keyset: str
     place: str
     key_id: int | None
     values: int
+    retired_token: bool = False
 
+    @property
+    def unrecognised(self) -> bool:
+        """No key is recognisable: not a token, or a vault token whose entry is missing."""
+        return self.key_id is None and not self.retired_token
+
+
+# What login_etl.masked_key_id answers for a token of a retired vault entry (migration 0003).
+_RETIRED = -1
 
 _USAGE = """
 SELECT 'masking', 'user_logins.masked_ip', login_etl.masked_key_id(masked_ip), count(*)
@@ -40,4 +53,9 @@ def key_usage(conn: psycopg.Connection[tuple[object, ...]]) -> list[KeyUse]:
     """Counts of stored values by the key they need; one scan of each table."""
     with translated("count values by key"):
         rows = conn.execute(_USAGE).fetchall()
-    return [KeyUse(str(k), str(p), None if i is None else int(i), int(c)) for k, p, i, c in rows]  # type: ignore[call-overload]
+    uses = []
+    for keyset, place, key_id, values in rows:
+        retired = key_id == _RETIRED
+        known = None if key_id is None or retired else int(cast("int", key_id))
+        uses.append(KeyUse(str(keyset), str(place), known, int(cast("int", values)), retired))
+    return uses

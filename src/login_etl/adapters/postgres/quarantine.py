@@ -11,28 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from login_etl.adapters.postgres.connection import translated
-from login_etl.adapters.postgres.sink import VAULT_INSERT
+from login_etl.adapters.postgres.statements import USER_LOGINS_INSERT, VAULT_INSERT, column_list
+from login_etl.core.isolation import commit_isolating
 from login_etl.core.model import Loaded, Outcome
 from login_etl.core.reasons import row_refused
-
-_INSERT_ROW = """
-INSERT INTO public.user_logins
-    (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
-"""
-
-# Keyset pagination on message_id: rows that still fail are not read again by the same replay.
-_SELECT_BATCH = """
-SELECT message_id, rejected_at, sent_at, reason, body FROM login_etl.rejected_messages
-WHERE message_id > %(after)s {only_ids}
-ORDER BY message_id LIMIT %(limit)s {lock}
-"""
+from login_etl.errors import RowRefused
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +34,26 @@ class QuarantineEntry:
     sent_at: dt.datetime | None
     reason: str
     body: bytes
+
+
+# Every read of the quarantine: a QuarantineEntry's fields are the table's columns.
+_SELECT_ENTRIES = sql.SQL("SELECT {} FROM login_etl.rejected_messages").format(
+    column_list([f.name for f in fields(QuarantineEntry)])
+)
+_LIST = sql.SQL("{} ORDER BY rejected_at DESC, message_id LIMIT %s").format(_SELECT_ENTRIES)
+_GET = sql.SQL("{} WHERE message_id = %s").format(_SELECT_ENTRIES)
+# Keyset pagination on message_id: rows that still fail are not read again by the same replay.
+_SELECT_BATCH = sql.SQL(
+    "{entries} WHERE message_id > %(after)s {only_ids} ORDER BY message_id LIMIT %(limit)s {lock}"
+)
+
+
+def _entries(
+    conn: psycopg.Connection[tuple[object, ...]], action: str, query: sql.Composed, *params: Any
+) -> list[QuarantineEntry]:
+    with translated(action):
+        rows = conn.execute(query, params).fetchall()
+    return [QuarantineEntry(*row) for row in rows]  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +72,7 @@ class QuarantineStore:
         self._conn = conn
 
     def list(self, limit: int = 100) -> list[QuarantineEntry]:
-        with translated("list quarantine"):
-            rows = self._conn.execute(
-                "SELECT message_id, rejected_at, sent_at, reason, body"
-                " FROM login_etl.rejected_messages ORDER BY rejected_at DESC, message_id LIMIT %s",
-                (limit,),
-            ).fetchall()
-        return [QuarantineEntry(*row) for row in rows]  # type: ignore[arg-type]
+        return _entries(self._conn, "list quarantine", _LIST, limit)
 
     def count(self) -> int:
         with translated("count quarantine"):
@@ -76,13 +80,8 @@ class QuarantineStore:
         return int(row[0]) if row else 0  # type: ignore[call-overload]
 
     def get(self, message_id: str) -> QuarantineEntry | None:
-        with translated("read quarantine"):
-            row = self._conn.execute(
-                "SELECT message_id, rejected_at, sent_at, reason, body"
-                " FROM login_etl.rejected_messages WHERE message_id = %s",
-                (message_id,),
-            ).fetchone()
-        return QuarantineEntry(*row) if row else None  # type: ignore[arg-type]
+        found = _entries(self._conn, "read quarantine", _GET, message_id)
+        return found[0] if found else None
 
     def replay_batch(
         self,
@@ -100,7 +99,8 @@ class QuarantineStore:
         the reason the current rules give. A dry run locks nothing and changes nothing. An exception
         from `transform` rolls the batch back.
         """
-        query = sql.SQL(_SELECT_BATCH).format(
+        query = _SELECT_BATCH.format(
+            entries=_SELECT_ENTRIES,
             only_ids=sql.SQL("AND message_id = ANY(%(ids)s)" if message_ids is not None else ""),
             lock=sql.SQL("" if dry_run else "FOR UPDATE SKIP LOCKED"),
         )
@@ -141,27 +141,24 @@ class QuarantineStore:
         self, cur: psycopg.Cursor[tuple[object, ...]], loaded: Sequence[Loaded]
     ) -> dict[str, str]:
         """Insert the rows and their vault entries; returns {message id: reason} of the rows the
-        database refused (a data or integrity error), found one by one, as the pipeline does."""
-        try:
-            with self._conn.transaction():  # a savepoint
-                self._insert(cur, loaded)
-        except (psycopg.DataError, psycopg.IntegrityError):
-            pass  # some row is refused: find which, one savepoint per row
-        else:
-            return {}
+        database refused (a data or integrity error), found one by one as the committer finds
+        them (`core.isolation`), each try in a savepoint."""
         refused: dict[str, str] = {}
-        for outcome in loaded:
-            try:
-                with self._conn.transaction():
-                    self._insert(cur, [outcome])
-            except (psycopg.DataError, psycopg.IntegrityError) as err:
-                refused[outcome.message_id] = row_refused(err.sqlstate).reason
+
+        def insert(some: Sequence[Loaded]) -> None:
+            with translated("replay quarantine"), self._conn.transaction():  # a savepoint
+                self._insert(cur, some)
+
+        def refuse(outcome: Loaded, err: RowRefused) -> None:
+            refused[outcome.message_id] = row_refused(err.sqlstate).reason
+
+        commit_isolating(loaded, insert, refuse)
         return refused
 
     @staticmethod
     def _insert(cur: psycopg.Cursor[tuple[object, ...]], loaded: Sequence[Loaded]) -> None:
-        vault = [(v.token, v.field, v.ciphertext) for o in loaded for v in o.vault]
+        vault = [v for o in loaded for v in o.vault]
         if vault:
             cur.executemany(VAULT_INSERT, vault)
         if loaded:
-            cur.executemany(_INSERT_ROW, [o.row for o in loaded])
+            cur.executemany(USER_LOGINS_INSERT, [o.row for o in loaded])

@@ -119,6 +119,9 @@ def _create_if_missing(conn: psycopg.Connection[tuple[object, ...]], name: str) 
 # Built-in roles that read or write every table whatever is granted (PostgreSQL 14+): a member
 # reads the quarantine and the audit trail, or can empty the audit trail.
 _READ_WRITE_ALL = ("pg_read_all_data", "pg_write_all_data")
+# Built-in roles that act on the server as its OS user: a member reads the data files, or runs
+# `COPY ... FROM PROGRAM 'psql ...'`, which connects as whoever the server trusts locally.
+_SERVER_FILES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
 
 # For each of the two roles, every role it is a member of, directly or through others, itself
 # included. MEMBER counts any membership, with or without INHERIT or SET: one that only allows
@@ -126,7 +129,8 @@ _READ_WRITE_ALL = ("pg_read_all_data", "pg_write_all_data")
 # superuser, so a superuser's rows include all the others.
 _MEMBERSHIPS: LiteralString = (
     "SELECT r.rolname, g.rolname, g.rolsuper, g.rolbypassrls, g.oid = o.owner,"
-    " g.rolname = ANY(%(all_data)s)"
+    " g.rolname = ANY(%(all_data)s), g.rolname = ANY(%(server_files)s), g.rolreplication,"
+    " g.rolcreaterole"
     " FROM pg_roles r JOIN pg_roles g ON pg_has_role(r.oid, g.oid, 'MEMBER'),"
     # The schema's owner; before the first migration, whoever is about to create it.
     " (SELECT coalesce((SELECT nspowner FROM pg_namespace WHERE nspname = 'login_etl'),"
@@ -147,33 +151,44 @@ _ANALYST_REACHES: LiteralString = (
 )
 
 
-def _why_privileged(superuser: bool, bypassrls: bool, owner: bool, all_data: bool) -> str | None:
-    if superuser:
-        return "a superuser"
-    if bypassrls:
-        return "BYPASSRLS (row-level security does not apply to it)"
-    if owner:
-        return "the owner of schema login_etl"
-    return "able to read or write every table" if all_data else None
+def _why_privileged(flags: tuple[object, ...]) -> tuple[str, str] | None:
+    """("is" or "has", what) for the first privilege of a _MEMBERSHIPS row's flags; None if
+    none."""
+    superuser, bypassrls, owner, all_data, server_files, replication, createrole = map(bool, flags)
+    reasons = (
+        (superuser, "is", "a superuser"),
+        (bypassrls, "has", "BYPASSRLS (row-level security does not apply to it)"),
+        (owner, "is", "the owner of schema login_etl"),
+        (all_data, "is", "able to read or write every table"),
+        (server_files, "is", "able to run programs or read and write files on the server"),
+        (replication, "has", "REPLICATION (a replication connection copies every table)"),
+        (createrole, "has", "CREATEROLE (it can grant itself other roles)"),
+    )
+    return next(((verb, what) for held, verb, what in reasons if held), None)
 
 
 def refuse_privileged(conn: psycopg.Connection[tuple[object, ...]], roles: Roles) -> None:
     """ConfigError if either role could see what grants are meant to hide: a superuser, a role
-    with BYPASSRLS, the schema owner, pg_read_all_data or pg_write_all_data, or a member of any
-    of these (directly or through other roles). No grant or revoke separates such a role, and
-    revoking from the owner would harm it. Roles that do not exist yet pass: they are made
-    plain."""
+    with BYPASSRLS, REPLICATION or CREATEROLE, the schema owner, pg_read_all_data,
+    pg_write_all_data, pg_execute_server_program, pg_read_server_files, pg_write_server_files,
+    or a member of any of these (directly or through other roles). No grant or revoke separates
+    such a role, and revoking from the owner would harm it. Roles that do not exist yet pass:
+    they are made plain."""
     rows = conn.execute(
-        _MEMBERSHIPS, {"names": [roles.analyst, roles.service], "all_data": list(_READ_WRITE_ALL)}
+        _MEMBERSHIPS,
+        {
+            "names": [roles.analyst, roles.service],
+            "all_data": list(_READ_WRITE_ALL),
+            "server_files": list(_SERVER_FILES),
+        },
     ).fetchall()
-    for name, via, superuser, bypassrls, owner, all_data in rows:
-        why = _why_privileged(bool(superuser), bool(bypassrls), bool(owner), bool(all_data))
-        if why is None:
+    for name, via, *flags in rows:
+        reason = _why_privileged(tuple(flags))
+        if reason is None:
             continue
+        verb, why = reason
         option = "--analyst-role" if name == roles.analyst else "--service-role"
-        who = f"{name} is" if via == name else f"{name} is a member of {via}, which is"
-        if why.startswith("BYPASSRLS"):
-            who = f"{name} has" if via == name else f"{name} is a member of {via}, which has"
+        who = f"{name} {verb}" if via == name else f"{name} is a member of {via}, which {verb}"
         raise ConfigError(
             f"{option}: {who} {why}, so it could read the quarantine and the audit trail "
             "whatever is granted; name a plain role of its own (see docs/operations.md, "

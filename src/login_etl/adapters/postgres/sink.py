@@ -10,15 +10,22 @@ together or not at all.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Sequence
 from typing import cast
 
 import psycopg
+from psycopg import sql
 
 from login_etl.adapters.postgres.connection import connect, translated
+from login_etl.adapters.postgres.statements import (
+    LOGIN_COLUMNS,
+    USER_LOGINS,
+    VAULT_INSERT,
+    column_list,
+)
 from login_etl.core.model import Loaded, Outcome
+from login_etl.core.timestamps import utc_datetime
 from login_etl.errors import SinkUnavailable
 from login_etl.logs import log_failure
 from login_etl.ports import CommitResult
@@ -26,7 +33,7 @@ from login_etl.ports import CommitResult
 log = logging.getLogger(__name__)
 
 # ON COMMIT DELETE ROWS: the table lives as long as the connection and empties at each commit,
-# so a batch costs no DDL.
+# so a batch costs no DDL. COPY fills its columns in order (see `_stage_record`).
 _CREATE_STAGE = """
 CREATE TEMPORARY TABLE IF NOT EXISTS login_etl_stage (
     message_id       text NOT NULL,
@@ -43,24 +50,19 @@ CREATE TEMPORARY TABLE IF NOT EXISTS login_etl_stage (
 ) ON COMMIT DELETE ROWS
 """
 
-_COPY_STAGE = """
-COPY login_etl_stage (message_id, user_id, device_type, masked_ip, masked_device_id, locale,
-                      app_version, create_date, reason, body, sent_at) FROM STDIN
-"""
+_COPY_STAGE = "COPY login_etl_stage FROM STDIN"
 
 # ORDER BY message_id: concurrent batches that share ids lock them in the same order, so they
 # wait for each other instead of deadlocking.
-_APPLY = """
+_APPLY = sql.SQL("""
 WITH claimed AS (
     INSERT INTO login_etl.processed_messages (message_id)
     SELECT message_id FROM login_etl_stage ORDER BY message_id
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id
 ), loaded AS (
-    INSERT INTO public.user_logins
-        (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
-    SELECT s.user_id, s.device_type, s.masked_ip, s.masked_device_id, s.locale, s.app_version,
-           s.create_date
+    INSERT INTO {user_logins} ({columns})
+    SELECT {staged}
     FROM login_etl_stage s JOIN claimed c USING (message_id)
     WHERE s.reason IS NULL
     RETURNING 1
@@ -74,48 +76,24 @@ WITH claimed AS (
 SELECT (SELECT count(*) FROM claimed),
        (SELECT count(*) FROM loaded),
        (SELECT count(*) FROM rejected)
-"""
-
-# Also used by the quarantine replay (adapters/postgres/quarantine.py).
-VAULT_INSERT = """
-INSERT INTO login_etl.masked_values (token, field, ciphertext) VALUES (%s, %s, %s)
-ON CONFLICT (token) DO NOTHING
-"""
+""").format(
+    user_logins=USER_LOGINS,
+    columns=column_list(LOGIN_COLUMNS),
+    staged=column_list(LOGIN_COLUMNS, "s"),
+)
 
 
-def _sent_at(ms: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
+# A rejection's stage record has no row.
+_NO_ROW = (None,) * len(LOGIN_COLUMNS)
 
 
 def _stage_record(outcome: Outcome) -> tuple[object, ...]:
+    # In _CREATE_STAGE's column order: message id, the row (a LoginRow is in LOGIN_COLUMNS'
+    # order), then the rejection.
     if isinstance(outcome, Loaded):
-        r = outcome.row
-        return (
-            outcome.message_id,
-            r.user_id,
-            r.device_type,
-            r.masked_ip,
-            r.masked_device_id,
-            r.locale,
-            r.app_version,
-            r.create_date,
-            None,
-            None,
-            None,
-        )
-    return (
-        outcome.message_id,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        outcome.reason,
-        outcome.sealed_body,
-        _sent_at(outcome.sent_timestamp_ms),
-    )
+        return (outcome.message_id, *outcome.row, None, None, None)
+    sent_at = utc_datetime(outcome.sent_timestamp_ms)
+    return (outcome.message_id, *_NO_ROW, outcome.reason, outcome.sealed_body, sent_at)
 
 
 class PostgresSink:
@@ -144,12 +122,7 @@ class PostgresSink:
                 with cur.copy(_COPY_STAGE) as copy:
                     for outcome in unique:
                         copy.write_row(_stage_record(outcome))
-                vault = [
-                    (v.token, v.field, v.ciphertext)
-                    for o in unique
-                    if isinstance(o, Loaded)
-                    for v in o.vault
-                ]
+                vault = [v for o in unique if isinstance(o, Loaded) for v in o.vault]
                 if vault:
                     cur.executemany(VAULT_INSERT, vault)
                 cur.execute(_APPLY)

@@ -1,5 +1,5 @@
-"""The SQL side of rekey: find values under old keys, a slice of the table at a time, and
-replace them in place.
+"""The SQL of `login-etl rekey` (the use case is `ops/rekey.py`): find stored values under old
+keys, a slice of the table at a time, and re-encrypt them in place.
 
 user_logins has no key column (the exercise's DDL), so rows are addressed by ctid, only inside
 the transaction that locked them (FOR UPDATE), where a ctid cannot change. The table is walked in
@@ -15,6 +15,8 @@ from typing import cast
 import psycopg
 
 from login_etl.adapters.postgres.connection import translated
+from login_etl.adapters.postgres.statements import VAULT_INSERT
+from login_etl.core.model import VaultEntry
 
 Row = tuple[str, str | None, str | None]  # ctid, masked_ip, masked_device_id
 
@@ -32,11 +34,6 @@ FROM unnest(%s::tid[], %s::text[], %s::text[]) AS v(ctid, ip, device_id)
 WHERE u.ctid = v.ctid
 """
 
-_VAULT_INSERT = """
-INSERT INTO login_etl.masked_values (token, field, ciphertext) VALUES (%s, %s, %s)
-ON CONFLICT (token) DO NOTHING
-"""
-
 _STALE_VAULT = """
 SELECT token, field, ciphertext FROM login_etl.masked_values
 WHERE token > %(after)s AND login_etl.tink_key_id(ciphertext) <> %(primary)s
@@ -49,6 +46,20 @@ SELECT message_id, body FROM login_etl.rejected_messages
 WHERE message_id > %(after)s AND login_etl.tink_key_id(body) <> %(primary)s
 ORDER BY message_id LIMIT %(limit)s
 FOR UPDATE
+"""
+
+# (token, ciphertext) pairs; the old ciphertext is replaced and the entry marked retired.
+_RETIRE_VAULT = """
+UPDATE login_etl.masked_values m SET ciphertext = v.ciphertext, retired = true
+FROM unnest(%s::text[], %s::bytea[]) AS v(token, ciphertext)
+WHERE m.token = v.token
+"""
+
+# (message id, body) pairs.
+_UPDATE_BODIES = """
+UPDATE login_etl.rejected_messages r SET body = v.body
+FROM unnest(%s::text[], %s::bytea[]) AS v(message_id, body)
+WHERE r.message_id = v.message_id
 """
 
 
@@ -86,41 +97,38 @@ class RekeyStore:
             ).fetchall()
         return {str(t): (bytes(cast("bytes", c)), bool(r)) for t, c, r in rows}
 
-    def update_rows(self, rows: Sequence[Row], vault: Sequence[tuple[str, str, bytes]]) -> None:
+    def update_rows(self, rows: Sequence[Row], vault: Sequence[VaultEntry]) -> None:
         with translated("rekey rows"), self.conn.cursor() as cur:
             if vault:
-                cur.executemany(_VAULT_INSERT, vault)
+                cur.executemany(VAULT_INSERT, vault)
             cur.execute(
                 _UPDATE_ROWS,
                 ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
             )
 
-    def stale_vault(self, after: str, primary: int, limit: int) -> list[tuple[str, str, bytes]]:
-        params = {"after": after, "primary": primary, "limit": limit}
-        with translated("read vault entries to rekey"):
-            rows = self.conn.execute(_STALE_VAULT, params).fetchall()
-        return [(str(t), str(f), bytes(cast("bytes", c))) for t, f, c in rows]
+    def stale_vault(self, after: str, primary: int, limit: int) -> list[VaultEntry]:
+        rows = self._stale("read vault entries to rekey", _STALE_VAULT, after, primary, limit)
+        return [VaultEntry(str(t), str(f), bytes(cast("bytes", c))) for t, f, c in rows]
 
     def retire_vault(self, entries: Sequence[tuple[str, bytes]]) -> None:
-        with translated("retire vault entries"):
-            self.conn.execute(
-                "UPDATE login_etl.masked_values m SET ciphertext = v.ciphertext, retired = true"
-                " FROM unnest(%s::text[], %s::bytea[]) AS v(token, ciphertext)"
-                " WHERE m.token = v.token",
-                ([t for t, _ in entries], [c for _, c in entries]),
-            )
+        self._update_by_key("retire vault entries", _RETIRE_VAULT, entries)
 
     def stale_bodies(self, after: str, primary: int, limit: int) -> list[tuple[str, bytes]]:
-        params = {"after": after, "primary": primary, "limit": limit}
-        with translated("read bodies to rekey"):
-            rows = self.conn.execute(_STALE_BODIES, params).fetchall()
+        rows = self._stale("read bodies to rekey", _STALE_BODIES, after, primary, limit)
         return [(str(m), bytes(cast("bytes", b))) for m, b in rows]
 
     def update_bodies(self, bodies: Sequence[tuple[str, bytes]]) -> None:
-        with translated("rekey bodies"):
-            self.conn.execute(
-                "UPDATE login_etl.rejected_messages r SET body = v.body"
-                " FROM unnest(%s::text[], %s::bytea[]) AS v(message_id, body)"
-                " WHERE r.message_id = v.message_id",
-                ([m for m, _ in bodies], [b for _, b in bodies]),
-            )
+        self._update_by_key("rekey bodies", _UPDATE_BODIES, bodies)
+
+    def _stale(
+        self, action: str, query: str, after: str, primary: int, limit: int
+    ) -> list[tuple[object, ...]]:
+        """Up to `limit` rows after `after` under another key than `primary`; locked."""
+        params = {"after": after, "primary": primary, "limit": limit}
+        with translated(action):
+            return self.conn.execute(query, params).fetchall()
+
+    def _update_by_key(self, action: str, query: str, pairs: Sequence[tuple[str, bytes]]) -> None:
+        """Run an UPDATE over unnest(keys, values) for (key, value) pairs, in one round trip."""
+        with translated(action):
+            self.conn.execute(query, ([k for k, _ in pairs], [v for _, v in pairs]))
