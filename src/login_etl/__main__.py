@@ -1,3 +1,5 @@
+"""`python -m login_etl`: the `login-etl` command, for where its script is not on PATH."""
+
 import sys
 
 from login_etl.cli import main

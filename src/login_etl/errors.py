@@ -1,7 +1,7 @@
 """The one error hierarchy of login-etl.
 
 Adapters translate botocore, psycopg and Tink errors into these where they are raised, so the
-pipeline and the CLI decide what to do from the class alone::
+runtime and the CLI decide what to do from the class alone::
 
     LoginEtlError
      ├── ConfigError          a setting is missing or invalid (CLI exit status 2)

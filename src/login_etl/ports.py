@@ -1,4 +1,5 @@
-"""The interfaces the pipeline is written against; adapters and test doubles implement them."""
+"""The interfaces the committer and the worker are written against (message source, sink), so
+that adapters and the test doubles of `login_etl.testing` can stand in for each other."""
 
 from __future__ import annotations
 

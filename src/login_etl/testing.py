@@ -1,4 +1,5 @@
-"""In-memory test doubles for the pipeline's ports, shipped so that users' tests can use them too.
+"""In-memory test doubles for the ports (`login_etl.ports`), shipped so that users' tests can use
+them too.
 
 `MemoryQueue` keeps SQS's semantics that matter to delivery: a received message is hidden until
 its visibility timeout passes, then redelivered with a new receipt; only the latest receipt

@@ -19,12 +19,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import psycopg
 import pytest
 
-from login_etl.adapters.sqs import (
+from login_etl.adapters.sqs import SqsSource, ensure_dead_letter_queue
+from login_etl.adapters.sqs_protocol import (
     PROTOCOL_SETTING,
     QUERY_ONLY_ENDPOINTS,
     SqsProtocol,
-    SqsSource,
-    ensure_dead_letter_queue,
     sqs_client,
 )
 from login_etl.config import Settings, load_settings

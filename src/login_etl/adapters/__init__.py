@@ -1,1 +1,3 @@
-"""Adapters at the edges: the SQS source and the PostgreSQL sink. The core never imports these."""
+"""Adapters at the edges: SQS (the message source), PostgreSQL (sink, quarantine, vault, audit
+trail), AWS KMS (which wraps the key file) and the one classifier of AWS errors. Each turns its
+driver's errors into `login_etl.errors` where they are raised; the core never imports these."""

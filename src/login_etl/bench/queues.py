@@ -10,7 +10,7 @@ from typing import Any
 
 import botocore.config
 
-from login_etl.adapters.sqs import SqsProtocol, sqs_client
+from login_etl.adapters.sqs_protocol import SqsProtocol, sqs_client
 from login_etl.demo.data import SEND_BATCH
 
 # Parallel SendMessageBatch calls when filling a queue.

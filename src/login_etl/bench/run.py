@@ -21,13 +21,18 @@ import psycopg
 from psycopg import sql
 
 from login_etl.adapters.postgres import connect, migrate
-from login_etl.adapters.sqs import SqsProtocol
+from login_etl.adapters.postgres.connection import translated
+from login_etl.adapters.sqs_protocol import SqsProtocol
 from login_etl.bench import cpu, queues, stages
-from login_etl.config import default_of
+from login_etl.config import dburl, default_of, endpoint_problem
 from login_etl.core.model import Message
 from login_etl.core.transform import Transformer
 from login_etl.demo.data import generate_bodies
+from login_etl.errors import ConfigError
 from login_etl.keys import create_key_file, load_key_file, read_key_file
+
+# LocalStack's SQS, the emulator the benchmark is meant for (moto's numbers mean little).
+ENDPOINT = "http://localhost:4566"
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,15 @@ class BenchOptions:
     # Raw and run drains alternate this many times; the report gives medians, since an emulator
     # on a small machine varies by ±15% from one drain to the next.
     rounds: int = 3
+
+    def __post_init__(self) -> None:
+        """Check the URLs as `run` checks its settings, before anything connects: libpq's and
+        botocore's own errors would come later, as tracebacks, and libpq's may quote part of a
+        password."""
+        if self.database_url is not None and (problem := dburl.problem(self.database_url)):
+            raise ConfigError(f"--database-url: {problem}")
+        if problem := endpoint_problem(self.endpoint_url, "http(s) URL such as " + ENDPOINT):
+            raise ConfigError(f"--endpoint-url: {problem}")
 
 
 @dataclass
@@ -148,15 +162,24 @@ def _scratch_database(admin_url: str | None) -> Iterator[str]:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="login-etl-bench-")))
             admin_url = stack.enter_context(EmbeddedPostgres(root)).url
         name = f"login_etl_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(admin_url, autocommit=True) as conn:
+        with _autocommit(admin_url) as conn, translated("create the benchmark database"):
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
             yield _with_database(admin_url, name)
         finally:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
+            with _autocommit(admin_url) as conn, translated("drop the benchmark database"):
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
+
+
+@contextlib.contextmanager
+def _autocommit(url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A connection outside any transaction (CREATE and DROP DATABASE need one), opened by the
+    adapter, whose errors quote none of the URL."""
+    with connect(url) as conn:
+        conn.autocommit = True
+        yield conn
 
 
 def _drain(

@@ -1,4 +1,4 @@
-"""`login-etl demo`."""
+"""`login-etl demo`: the whole service on one machine, to see it work (`login_etl.demo`)."""
 
 from __future__ import annotations
 

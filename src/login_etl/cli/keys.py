@@ -56,7 +56,7 @@ def keys_list(
     keyset_file: options.KeysetFile = None, kms_key_uri: options.KmsKeyUri = None
 ) -> None:
     """Show each keyset's keys: id, status, which is primary (never key material)."""
-    listing = keyadmin.list_keys(load_settings(keyset_file=keyset_file, kms_key_uri=kms_key_uri))
+    listing = keyadmin.list_keys(options.key_settings(keyset_file, kms_key_uri))
     uri = listing.file.kms_key_uri
     wrapped = f"wrapped by {uri}" if uri else "cleartext"
     table = Table("keyset", "key id", "status", "primary", title=f"{listing.file.path} ({wrapped})")
@@ -76,7 +76,7 @@ def keys_rotate(
     Then restart the workers with the rotated file and run `login-etl rekey`, so that new and
     old tokens of one value become equal again.
     """
-    settings = load_settings(keyset_file=keyset_file, kms_key_uri=kms_key_uri)
+    settings = options.key_settings(keyset_file, kms_key_uri)
     names = keyadmin.KEYSETS if keyset is Which.all else (keyset.value,)
     rotated = keyadmin.rotate_keys(settings, names)
     for name, primary in rotated.new_primaries.items():
@@ -98,7 +98,7 @@ def keys_wrap(
 
     (A new key file would change every token; wrapping changes only how the file is stored.)
     """
-    wrapped = keyadmin.wrap_keys(load_settings(keyset_file=keyset_file, kms_key_uri=kms_key_uri))
+    wrapped = keyadmin.wrap_keys(options.key_settings(keyset_file, kms_key_uri))
     out.print(
         f"{wrapped.path} is now wrapped by {wrapped.kms_key_uri}. Copies of the cleartext file "
         "(backups, old Secrets) still hold the keys: destroy them.",
@@ -113,9 +113,7 @@ def keys_check(
     database_url: options.DatabaseUrl = None,
 ) -> None:
     """Count stored values by the key they need; exit 1 if any needs a non-primary key."""
-    settings = load_settings(
-        keyset_file=keyset_file, kms_key_uri=kms_key_uri, database_url=database_url
-    )
+    settings = options.key_settings(keyset_file, kms_key_uri, database_url)
     check = keyadmin.check_keys(settings)
     table = Table("keyset", "stored in", "key id", "values", "", title="Stored values by key")
     for use, need in check.uses:
@@ -138,9 +136,7 @@ def keys_disable(
     database_url: options.DatabaseUrl = None,
 ) -> None:
     """Stop a key from decrypting, after checking that nothing stored still needs it."""
-    settings = load_settings(
-        keyset_file=keyset_file, kms_key_uri=kms_key_uri, database_url=database_url
-    )
+    settings = options.key_settings(keyset_file, kms_key_uri, database_url)
     try:
         path = keyadmin.disable_keys(settings, key_ids)
     except KeyStillNeeded as refused:
@@ -157,6 +153,6 @@ def keys_enable(
     kms_key_uri: options.KmsKeyUri = None,
 ) -> None:
     """Undo `keys disable`."""
-    settings = load_settings(keyset_file=keyset_file, kms_key_uri=kms_key_uri)
+    settings = options.key_settings(keyset_file, kms_key_uri)
     path = keyadmin.enable_keys(settings, key_ids)
     out.print(f"Enabled {', '.join(map(str, key_ids))} in {path}.")

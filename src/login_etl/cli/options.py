@@ -1,18 +1,19 @@
 """Options shared by several commands. Each overrides the LOGIN_ETL_* variable it names;
 defaults and validation live in login_etl.config, the one place for configuration, and the help
-shows Settings' defaults (`shown_default`), never a copy. Numbers are taken as text here so that
+shows Settings' defaults (`shown_default`), never a copy: `setting_option` derives both the
+variable's name and the default from the Settings field. Numbers are taken as text here so that
 a bad one gets the same one-line error as a bad variable."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from pydantic import SecretStr
 
-from login_etl.config import default_of
+from login_etl.config import ENV_PREFIX, Settings, default_of, load_settings
 
 MASK = "***"
 
@@ -38,98 +39,72 @@ def _password_masked(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
 
 
-QueueUrl = Annotated[
-    str | None,
-    typer.Option(
-        help="SQS queue URL. Env: LOGIN_ETL_QUEUE_URL",
-        show_default=shown_default("queue_url"),
-    ),
-]
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        help="PostgreSQL URL. Env: LOGIN_ETL_DATABASE_URL",
-        show_default=shown_default("database_url"),
-    ),
-]
+def setting_option(field: str, text: str, *, unset: str = "none", shown: bool = True) -> Any:
+    """The option that overrides setting `field`: its help is `text` and the variable's name,
+    and shows Settings' default (`shown_default`; `shown=False`: no default at all)."""
+    return typer.Option(
+        help=f"{text} Env: {ENV_PREFIX}{field.upper()}",
+        show_default=shown_default(field, unset=unset) if shown else False,
+    )
+
+
+# Taken as text (see above), but for the key file: a path, which Settings takes as given.
+QueueUrl = Annotated[str | None, setting_option("queue_url", "SQS queue URL.")]
+DatabaseUrl = Annotated[str | None, setting_option("database_url", "PostgreSQL URL.")]
 KeysetFile = Annotated[
     Path | None,
-    typer.Option(
-        help="Key file made by `login-etl keys create`. Env: LOGIN_ETL_KEYSET_FILE",
-        show_default=False,
-    ),
+    setting_option("keyset_file", "Key file made by `login-etl keys create`.", shown=False),
 ]
 VisibilityTimeout = Annotated[
     str | None,
-    typer.Option(
-        help="Seconds a received message stays hidden from other consumers. "
-        "Env: LOGIN_ETL_VISIBILITY_TIMEOUT",
-        show_default=shown_default("visibility_timeout"),
+    setting_option(
+        "visibility_timeout", "Seconds a received message stays hidden from other consumers."
     ),
 ]
 WaitTimeSeconds = Annotated[
-    str | None,
-    typer.Option(
-        help="Long-poll wait of a receive, 0–20 s. Env: LOGIN_ETL_WAIT_TIME_SECONDS",
-        show_default=shown_default("wait_time_seconds"),
-    ),
+    str | None, setting_option("wait_time_seconds", "Long-poll wait of a receive, 0–20 s.")
 ]
 BatchSize = Annotated[
-    str | None,
-    typer.Option(
-        help="Messages per database transaction. Env: LOGIN_ETL_BATCH_SIZE",
-        show_default=shown_default("batch_size"),
-    ),
+    str | None, setting_option("batch_size", "Messages per database transaction.")
 ]
 BatchWaitMs = Annotated[
     str | None,
-    typer.Option(
-        help="Longest wait to fill a batch after its first message. Env: LOGIN_ETL_BATCH_WAIT_MS",
-        show_default=shown_default("batch_wait_ms"),
-    ),
+    setting_option("batch_wait_ms", "Longest wait to fill a batch after its first message."),
 ]
 Pollers = Annotated[
-    str | None,
-    typer.Option(
-        help="Concurrent long-polls per worker process. Env: LOGIN_ETL_POLLERS",
-        show_default=shown_default("pollers"),
-    ),
+    str | None, setting_option("pollers", "Concurrent long-polls per worker process.")
 ]
 MetricsPort = Annotated[
     str | None,
-    typer.Option(
-        help="Serve /metrics, /healthz, /readyz on this port. Env: LOGIN_ETL_METRICS_PORT",
-        show_default=shown_default("metrics_port", unset="off"),
-    ),
+    setting_option("metrics_port", "Serve /metrics, /healthz, /readyz on this port.", unset="off"),
 ]
 LogFormat = Annotated[
-    str | None,
-    typer.Option(
-        help="json, console or auto (console on a terminal). Env: LOGIN_ETL_LOG_FORMAT",
-        show_default=shown_default("log_format"),
-    ),
+    str | None, setting_option("log_format", "json, console or auto (console on a terminal).")
 ]
-LogLevel = Annotated[
-    str | None,
-    typer.Option(
-        help="DEBUG, INFO, WARNING or ERROR. Env: LOGIN_ETL_LOG_LEVEL",
-        show_default=shown_default("log_level"),
-    ),
-]
+LogLevel = Annotated[str | None, setting_option("log_level", "DEBUG, INFO, WARNING or ERROR.")]
 KmsKeyUri = Annotated[
     str | None,
-    typer.Option(
-        help="AWS KMS key that wraps the key file: aws-kms://arn:aws:kms:REGION:ACCOUNT:key/ID. "
-        "Env: LOGIN_ETL_KMS_KEY_URI",
-        show_default=shown_default("kms_key_uri", unset="none (cleartext key file)"),
+    setting_option(
+        "kms_key_uri",
+        "AWS KMS key that wraps the key file: aws-kms://arn:aws:kms:REGION:ACCOUNT:key/ID.",
+        unset="none (cleartext key file)",
     ),
 ]
 SqsProtocol = Annotated[
     str | None,
-    typer.Option(
-        help="SQS wire protocol: json, query (older emulators, e.g. LocalStack 1.x) or auto (json, "
-        "switching to query at the first answer that shows the endpoint needs it). "
-        "Env: LOGIN_ETL_SQS_PROTOCOL",
-        show_default=shown_default("sqs_protocol"),
+    setting_option(
+        "sqs_protocol",
+        "SQS wire protocol: json, query (older emulators, e.g. LocalStack 1.x) or auto (json, "
+        "switching to query at the first answer that shows the endpoint needs it).",
     ),
 ]
+
+
+def key_settings(
+    keyset_file: Path | None, kms_key_uri: str | None, database_url: str | None = None
+) -> Settings:
+    """Settings of a command that takes the key file's options (and maybe the database's), those
+    given on the command line over the environment."""
+    return load_settings(
+        keyset_file=keyset_file, kms_key_uri=kms_key_uri, database_url=database_url
+    )

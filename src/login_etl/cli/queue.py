@@ -1,4 +1,5 @@
-"""`login-etl queue create-dlq`."""
+"""`login-etl queue create-dlq`: give the queue a dead-letter queue, so that a message that keeps
+failing is set aside instead of being received forever."""
 
 from __future__ import annotations
 

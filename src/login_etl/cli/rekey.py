@@ -1,4 +1,5 @@
-"""`login-etl rekey`."""
+"""`login-etl rekey`: after `keys rotate`, rewrite what is stored under the new primary keys
+(`login_etl.ops.rekey`), and say what still needs an old key."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import typer
 
 from login_etl.cli import options
 from login_etl.cli.app import app, err, out
-from login_etl.config import load_settings
 from login_etl.ops.rekey import BATCH_PAGES, RekeyStats, rekey_stored
 
 
@@ -26,9 +26,7 @@ def rekey_command(
     Online (short transactions; `run` keeps working) and resumable (rerun after an interruption:
     finished values are skipped). Run it after `keys rotate` once the workers use the new file.
     """
-    settings = load_settings(
-        keyset_file=keyset_file, kms_key_uri=kms_key_uri, database_url=database_url
-    )
+    settings = options.key_settings(keyset_file, kms_key_uri, database_url)
     shown = [0]
 
     def progress(stats: RekeyStats) -> None:

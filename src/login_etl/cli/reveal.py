@@ -12,7 +12,6 @@ import typer
 from login_etl.cli import options
 from login_etl.cli.app import app, err
 from login_etl.cli.audit import Reason, Requester
-from login_etl.config import load_settings
 from login_etl.ops.recovery import Request
 from login_etl.ops.recovery import reveal as reveal_values
 
@@ -45,9 +44,7 @@ def reveal(
     before anything is printed. If any value does not decrypt, nothing is printed and each
     failure is reported (exit 1).
     """
-    settings = load_settings(
-        keyset_file=keyset_file, kms_key_uri=kms_key_uri, database_url=database_url
-    )
+    settings = options.key_settings(keyset_file, kms_key_uri, database_url)
     tokens = values or [line.strip() for line in sys.stdin if line.strip()]
     revealed = reveal_values(
         settings, field.value, tokens, Request(reason, requester), one_per_line=not as_json

@@ -1,4 +1,5 @@
-"""`login-etl run` and `login-etl migrate`."""
+"""`login-etl run` and `login-etl migrate`: start the worker (one process or several) with its
+signal handling and progress line, and create or upgrade the schema it needs."""
 
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(None, ge=1, le=MAX_PORT)
     # SQS's wire protocol. Today's botocore speaks JSON; SQS emulators from before 2023 (the
     # exercise's LocalStack image among them) speak only the older query protocol. auto: JSON
-    # until the endpoint shows it does not speak it, then query (login_etl.adapters.sqs).
+    # until the endpoint shows it does not speak it, then query (login_etl.adapters.sqs_protocol).
     sqs_protocol: Literal["auto", "json", "query"] = "auto"
     # Read from boto3's own variables so that the adapter can tell whether one was set.
     aws_endpoint_url: str | None = Field(None, validation_alias=AliasChoices(*ENDPOINT_VARIABLES))

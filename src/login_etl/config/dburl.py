@@ -24,7 +24,7 @@ ESCAPE_HINT = (
     "(e.g. '@' as %40)"
 )
 # What libpq accepts for the parameters it checks itself (PostgreSQL 18's libpq-connect docs);
-# tests/unit/test_dburl.py holds these sets against the libpq that psycopg loads.
+# tests/unit/config/test_dburl.py holds these sets against the libpq that psycopg loads.
 CHOICES: dict[str, tuple[str, ...]] = {
     "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
     "gssencmode": ("disable", "prefer", "require"),

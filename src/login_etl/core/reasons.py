@@ -15,7 +15,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal, NamedTuple, NewType
 
-# What a problem is about: a field of the body, the body as a whole, or the pipeline.
+# What a problem is about: a field of the body, the body as a whole, or the committer (internal,
+# database).
 Subject = Literal[
     "body",
     "user_id",
@@ -54,7 +55,7 @@ class Rule(StrEnum):
 
 _STRING = (Rule.WRONG_TYPE, Rule.LENGTH, Rule.NUL, Rule.SURROGATE, Rule.DUPLICATE)
 _REQUIRED_STRING = (Rule.REQUIRED, Rule.NULL, *_STRING)
-# The rules each subject can break; what `validate` and the pipeline produce is tested against it.
+# The rules each subject can break; what `validate` and the committer produce is tested against it.
 RULES_OF: dict[Subject, tuple[Rule, ...]] = {
     "body": (Rule.NOT_JSON, Rule.NOT_OBJECT, Rule.TOO_DEEP),
     "user_id": _REQUIRED_STRING,

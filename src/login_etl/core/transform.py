@@ -37,9 +37,9 @@ class Transformer:
         return Loaded(message.message_id, row, vault)
 
     def reject(self, message: Message, invalid: Invalid) -> Rejected:
-        """A rejection with the body sealed; the batch committer (`runtime.committer`) also
-        builds its rejections of transform failures and refused rows with it
-        (`reasons.transform_failed`, `reasons.row_refused`), as quarantine replay does."""
+        """A rejection with the body sealed. The batch committer builds its rejections with it
+        too: of a message whose transform raised (`runtime.committer.transform_or_quarantine`,
+        which quarantine replay shares) and of a row the database refused."""
         return Rejected(
             message_id=message.message_id,
             reason=invalid.reason,

@@ -12,7 +12,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from login_etl.adapters.postgres import QuarantineStore
-from login_etl.adapters.sqs import SqsProtocol, sqs_client
+from login_etl.adapters.sqs_protocol import SqsProtocol, sqs_client
 from login_etl.config import Settings
 from login_etl.demo.data import generate_bodies, publish
 from login_etl.demo.services import EmbeddedPostgres, MotoSqs

@@ -171,6 +171,12 @@ def locked(path: Path) -> Iterator[Path]:
     except OSError as err:
         raise KeyFileError(f"cannot lock key file {path} ({lock_path}): {err.strerror}") from err
     try:
+        # A lock file made by root must stay openable by the key file's owner, who runs the
+        # next rotation; where that is not permitted, the lock file is already theirs or ours.
+        with contextlib.suppress(OSError):
+            owner = os.stat(target)
+            if os.fstat(fd).st_uid != owner.st_uid:
+                os.fchown(fd, owner.st_uid, owner.st_gid)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield target
     finally:
@@ -186,7 +192,7 @@ def write_key_file(
     pointing nowhere): `keys create` makes files, it does not replace them. An overwrite
     (rotation) writes the symlink's target if `path` is one, through a temporary file in the
     target's directory and one atomic rename, so a crash leaves the old file or the new one,
-    never half of one; call it inside `locked(path)`.
+    never half of one; under a lock, use `replace_key_file` with the path `locked` yields.
     """
     text = _serialize(key_file, kms)  # before touching the disk: KMS may refuse
     if not overwrite:
@@ -198,19 +204,64 @@ def write_key_file(
             raise KeyFileWriteError(f"cannot create key file {path}: {err.strerror}") from err
         _write_fd(fd, path, text, temporary=None)
         return
-    target = _target(path)
+    _replace(_target(path), text)
+
+
+def replace_key_file(target: Path, key_file: KeyFile, *, kms: Kms | None = None) -> None:
+    """Rewrite the key file at `target`, the real path `locked` yielded, without resolving any
+    link again: the file written is the file locked. Atomic, mode 0600, and with the replaced
+    file's owner and group, so that workers running as its owner can still read it."""
+    _replace(target, _serialize(key_file, kms))  # serialised first: KMS may refuse
+
+
+def _replace(target: Path, text: str) -> None:
+    """Put `text` at `target` through a temporary file beside it and one rename."""
     try:
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as err:
-        raise KeyFileWriteError(f"cannot write key file {path}: {err.strerror}") from err
+        raise KeyFileWriteError(f"cannot write key file {target}: {err.strerror}") from err
     temporary = Path(name)  # mkstemp: O_EXCL, mode 0600
-    _write_fd(fd, path, text, temporary=temporary)
+    try:
+        _keep_owner(fd, target)
+    except KeyFileWriteError:
+        os.close(fd)
+        temporary.unlink(missing_ok=True)
+        raise
+    _write_fd(fd, target, text, temporary=temporary)
     try:
         os.replace(temporary, target)
         _fsync_directory(target.parent)
     except OSError as err:
         temporary.unlink(missing_ok=True)
-        raise KeyFileWriteError(f"cannot write key file {path}: {err.strerror}") from err
+        raise KeyFileWriteError(f"cannot write key file {target}: {err.strerror}") from err
+
+
+def _keep_owner(fd: int, target: Path) -> None:
+    """Give the temporary file `fd` the owner and group of the file it will replace.
+
+    A rotation run as another user (root) would otherwise leave a 0600 file that the workers,
+    running as the old file's owner, cannot read. If the owner cannot be kept (only root may
+    give a file away), KeyFileWriteError: better no rotation than workers that cannot start.
+    A group that cannot be kept is let go: at mode 0600 it grants nothing.
+    """
+    try:
+        old = os.stat(target, follow_symlinks=False)
+    except FileNotFoundError:
+        return  # nothing to keep
+    except OSError as err:
+        raise KeyFileWriteError(f"cannot write key file {target}: {err.strerror}") from err
+    new = os.fstat(fd)
+    if (old.st_uid, old.st_gid) == (new.st_uid, new.st_gid):
+        return
+    try:
+        os.fchown(fd, old.st_uid, old.st_gid)
+    except OSError:
+        if old.st_uid != new.st_uid:
+            raise KeyFileWriteError(
+                f"cannot replace key file {target}: it is owned by uid {old.st_uid}, and a new "
+                f"file of uid {new.st_uid} (mode 0600) would lock its readers out; run the "
+                f"command as uid {old.st_uid} or as root"
+            ) from None
 
 
 def _write_fd(fd: int, path: Path, text: str, *, temporary: Path | None) -> None:

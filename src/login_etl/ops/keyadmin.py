@@ -18,8 +18,8 @@ from login_etl.adapters.postgres import connect
 from login_etl.adapters.postgres.keyuse import KeyUse, key_usage
 from login_etl.config import Settings
 from login_etl.errors import AlreadyWrapped, KeyStillNeeded, UnknownKeyId
-from login_etl.keys import KeyFile, KeyRing, create_key_file, read_key_file, write_key_file
-from login_etl.keys.keyfile import TEMPLATES, locked
+from login_etl.keys import KeyFile, KeyRing, create_key_file, read_key_file
+from login_etl.keys.keyfile import TEMPLATES, locked, replace_key_file
 from login_etl.keys.rotation import DISABLED, ENABLED, describe, rotated, with_status
 from login_etl.ops.rekey import stale
 
@@ -44,11 +44,11 @@ def wrap_keys(settings: Settings) -> KeyFileRef:
     """`keys wrap`: wrap a cleartext key file with LOGIN_ETL_KMS_KEY_URI, in place, keeping every
     key (a new file would change every token)."""
     path = settings.require_keyset_file()
-    with locked(path):
-        key_file = read_key_file(path)
+    with locked(path) as target:
+        key_file = read_key_file(target)
         if key_file.kms_key_uri is not None:
             raise AlreadyWrapped(f"{path} is already wrapped by {key_file.kms_key_uri}")
-        write_key_file(path, replace(key_file, kms_key_uri=settings.kms_key_uri), overwrite=True)
+        replace_key_file(target, replace(key_file, kms_key_uri=settings.kms_key_uri))
     return KeyFileRef(path, settings.kms_key_uri)
 
 
@@ -93,10 +93,12 @@ class Rotated:
 def rotate_keys(settings: Settings, keysets: Iterable[str] = KEYSETS) -> Rotated:
     """`keys rotate`: add a new primary key to each of `keysets`; old keys stay."""
     path = settings.require_keyset_file()
-    with locked(path):  # another rotation's new key must not be lost to this one's write
-        key_file = read_key_file(path, required_kms_key_uri=settings.kms_key_uri)
+    # Under the lock, another rotation's new key is not lost to this one's write; and the file
+    # read and written is the one locked (`target`), not whatever `path` names by then.
+    with locked(path) as target:
+        key_file = read_key_file(target, required_kms_key_uri=settings.kms_key_uri)
         handles = {n: rotated(key_file.keysets[n], TEMPLATES[n]) for n in keysets}
-        write_key_file(path, key_file.with_keysets(**handles), overwrite=True)
+        replace_key_file(target, key_file.with_keysets(**handles))
     return Rotated(path, {n: h.keyset_info().primary_key_id for n, h in handles.items()})
 
 
@@ -158,8 +160,8 @@ def disable_keys(settings: Settings, key_ids: Sequence[int]) -> Path:
     """`keys disable`: stop keys from decrypting; KeyStillNeeded (the file unchanged) if stored
     values still need one of them. Returns the key file's path."""
     path = settings.require_keyset_file()
-    with locked(path):
-        key_file = read_key_file(path, required_kms_key_uri=settings.kms_key_uri)
+    with locked(path) as target:
+        key_file = read_key_file(target, required_kms_key_uri=settings.kms_key_uri)
         changed = _with_status(path, key_file, key_ids, DISABLED)
         needing = [u for u in stored_key_usage(settings) if u.key_id in key_ids]
         if needing:
@@ -167,15 +169,15 @@ def disable_keys(settings: Settings, key_ids: Sequence[int]) -> Path:
                 "refusing to disable a key that stored values need; run rekey first",
                 tuple(f"{u.values} values in {u.place} need key {u.key_id}" for u in needing),
             )
-        write_key_file(path, key_file.with_keysets(**changed), overwrite=True)
+        replace_key_file(target, key_file.with_keysets(**changed))
     return path
 
 
 def enable_keys(settings: Settings, key_ids: Sequence[int]) -> Path:
     """`keys enable`: undo `keys disable`. Returns the key file's path."""
     path = settings.require_keyset_file()
-    with locked(path):
-        key_file = read_key_file(path, required_kms_key_uri=settings.kms_key_uri)
+    with locked(path) as target:
+        key_file = read_key_file(target, required_kms_key_uri=settings.kms_key_uri)
         changed = _with_status(path, key_file, key_ids, ENABLED)
-        write_key_file(path, key_file.with_keysets(**changed), overwrite=True)
+        replace_key_file(target, key_file.with_keysets(**changed))
     return path

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Generic, TypeVar, cast
 
 import psycopg
 
@@ -77,18 +77,21 @@ class _Remasker:
 
     def rows(self, rows: list[Row]) -> tuple[list[Row], list[VaultEntry]]:
         vault = self._store.vault(
-            t for r in rows for t in r[1:] if t is not None and t.startswith(VAULT_PREFIX)
+            t
+            for r in rows
+            for t in (r.ip, r.device_id)
+            if t is not None and t.startswith(VAULT_PREFIX)
         )
         changed: list[Row] = []
         entries: list[VaultEntry] = []
-        for ctid, ip, device_id in rows:
+        for row in rows:
             new_ip, new_device_id = (
-                self._value("ip", ip, vault),
-                self._value("device_id", device_id, vault),
+                self._value("ip", row.ip, vault),
+                self._value("device_id", row.device_id, vault),
             )
-            if new_ip == (ip, None) and new_device_id == (device_id, None):
+            if new_ip == (row.ip, None) and new_device_id == (row.device_id, None):
                 continue
-            changed.append((ctid, new_ip[0], new_device_id[0]))
+            changed.append(Row(row.ctid, new_ip[0], new_device_id[0]))
             entries.extend(v for _, v in (new_ip, new_device_id) if v is not None)
         return changed, entries
 
@@ -145,36 +148,17 @@ def _user_logins_pass(
         first = end
 
 
-def _rewrite_in_batches(
-    store: RekeyStore,
-    stats: RekeyStats,
-    batch: int,
-    *,
-    fetch: Callable[[str], Sequence[Item]],
-    rewrite: Callable[[Item], tuple[str, bytes]],
-    write: Callable[[list[tuple[str, bytes]]], None],
-) -> int:
-    """Walk rows keyed by text (`fetch(after)`), one transaction per batch, rewriting each;
-    a row no enabled key opens is counted as unreadable and left alone. Returns rows written."""
-    after, written = "", 0
-    while True:
-        with store.conn.transaction():
-            rows = fetch(after)
-            fresh = []
-            for row in rows:
-                try:
-                    fresh.append(rewrite(row))
-                except RevealError:
-                    stats.unreadable += 1
-            if fresh:
-                write(fresh)
-        written += len(fresh)
-        if len(rows) < batch:
-            return written
-        after = rows[-1][0]
+@dataclass(frozen=True, slots=True)
+class _Stale(Generic[Item]):
+    """Stored ciphertexts keyed by text, of which those under an old key are rewritten."""
+
+    fetch: Callable[[str, int, int], Sequence[Item]]  # (after, primary key id, limit) → locked
+    primary: int  # the key id the ciphertexts must end up under
+    rewrite: Callable[[Item], tuple[str, bytes]]  # → (key, ciphertext); RevealError: unreadable
+    write: Callable[[Sequence[tuple[str, bytes]]], None]
 
 
-def _vault(store: RekeyStore, keys: KeyRing, stats: RekeyStats, batch: int) -> None:
+def _vault(store: RekeyStore, keys: KeyRing) -> _Stale[VaultEntry]:
     """Old-key vault entries: rows no longer point at them, except those a stale worker wrote;
     re-encrypted rather than deleted, so that such a row stays revealable (and, retired, gets
     rekeyed on the next pass) instead of pointing at nothing."""
@@ -182,29 +166,40 @@ def _vault(store: RekeyStore, keys: KeyRing, stats: RekeyStats, batch: int) -> N
     def reencrypt(entry: VaultEntry) -> tuple[str, bytes]:
         return entry.token, keys.masker.reencrypt(cast("Field", entry.field), entry.ciphertext)
 
-    stats.vault_retired += _rewrite_in_batches(
-        store,
-        stats,
-        batch,
-        fetch=lambda after: store.stale_vault(after, keys.masking_primary, batch),
-        rewrite=reencrypt,
-        write=store.retire_vault,
-    )
+    return _Stale(store.stale_vault, keys.masking_primary, reencrypt, store.retire_vault)
 
 
-def _bodies(store: RekeyStore, keys: KeyRing, stats: RekeyStats, batch: int) -> None:
+def _bodies(store: RekeyStore, keys: KeyRing) -> _Stale[tuple[str, bytes]]:
+    """Rejected bodies, resealed under the quarantine keyset's primary."""
+
     def reseal(entry: tuple[str, bytes]) -> tuple[str, bytes]:
         message_id, body = entry
         return message_id, keys.sealer.seal(message_id, keys.sealer.open(message_id, body))
 
-    stats.bodies += _rewrite_in_batches(
-        store,
-        stats,
-        batch,
-        fetch=lambda after: store.stale_bodies(after, keys.quarantine_primary, batch),
-        rewrite=reseal,
-        write=store.update_bodies,
-    )
+    return _Stale(store.stale_bodies, keys.quarantine_primary, reseal, store.update_bodies)
+
+
+def _rewrite_in_batches(
+    store: RekeyStore, stats: RekeyStats, batch: int, stale: _Stale[Item]
+) -> int:
+    """Walk the `stale` rows in key order, one transaction per batch, rewriting each; a row no
+    enabled key opens is counted as unreadable and left alone. Returns rows written."""
+    after, written = "", 0
+    while True:
+        with store.conn.transaction():
+            rows = stale.fetch(after, stale.primary, batch)
+            fresh = []
+            for row in rows:
+                try:
+                    fresh.append(stale.rewrite(row))
+                except RevealError:
+                    stats.unreadable += 1
+            if fresh:
+                stale.write(fresh)
+        written += len(fresh)
+        if len(rows) < batch:
+            return written
+        after = rows[-1][0]
 
 
 def rekey(
@@ -228,8 +223,8 @@ def rekey(
         stats.unreadable = 0  # the same unreadable values are met again on every pass
         done_before = stats.values + stats.bodies
         _user_logins_pass(store, keys, stats, batch_pages, progress)
-        _vault(store, keys, stats, body_batch)
-        _bodies(store, keys, stats, body_batch)
+        stats.vault_retired += _rewrite_in_batches(store, stats, body_batch, _vault(store, keys))
+        stats.bodies += _rewrite_in_batches(store, stats, body_batch, _bodies(store, keys))
         with conn.transaction():
             stats.remaining = stale(key_usage(conn), keys)
         progress(stats)

@@ -17,11 +17,10 @@ from login_etl.adapters.postgres import QuarantineEntry, QuarantineStore, connec
 from login_etl.config import Settings
 from login_etl.core.masking import Masker, TinkSealer
 from login_etl.core.model import Message, Outcome
-from login_etl.core.reasons import transform_failed
 from login_etl.core.timestamps import epoch_ms
 from login_etl.core.transform import Transformer
 from login_etl.keys import load_keys
-from login_etl.logs import log_failure
+from login_etl.runtime.committer import transform_or_quarantine
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +67,7 @@ def replay_quarantine(
         message = Message(
             entry.message_id, sealer.open(entry.message_id, entry.body), _sent_ms(entry)
         )
-        try:
-            return transformer(message)
-        except Exception as err:  # a bug must not block the replay: the message stays rejected
-            log_failure(log, err, "replay: transform of message %s failed", entry.message_id)
-            return transformer.reject(message, transform_failed(err))
+        return transform_or_quarantine(transformer, message, log)  # a bug: stays rejected
 
     wanted = None if message_ids is None else sorted(set(message_ids))
     report = ReplayReport(dry_run=dry_run)

@@ -38,6 +38,19 @@ log = logging.getLogger(__name__)
 _Pair = tuple[Outcome, Message]
 
 
+def transform_or_quarantine(
+    transform: Transformer, message: Message, logger: logging.Logger
+) -> Outcome:
+    """`transform(message)`; if it raises (a bug), the rejection that quarantines the message,
+    replayable: a bug must neither lose a message nor block its batch (or a quarantine replay).
+    The failure goes to `logger` by type and frames only, since its text may quote the input."""
+    try:
+        return transform(message)
+    except Exception as err:
+        log_failure(logger, err, "transform of message %s failed", message.message_id)
+        return transform.reject(message, transform_failed(err))
+
+
 class Committer:
     """Transforms and commits batches into a sink; counts them in `metrics`."""
 
@@ -71,7 +84,7 @@ class Committer:
         unreachable (nothing of the batch is committed then). Permanent errors propagate."""
         batch_id = next(self._batch_ids)
         started = time.monotonic()
-        outcomes = [self._outcome(m) for m in messages]
+        outcomes = [transform_or_quarantine(self._transform, m, log) for m in messages]
         kinds: list[Kind] = []  # of the rejections, in order: the metric's labels
         for outcome in outcomes:
             if isinstance(outcome, Rejected):
@@ -117,14 +130,6 @@ class Committer:
             },
         )
         return result
-
-    def _outcome(self, message: Message) -> Outcome:
-        try:
-            return self._transform(message)
-        except Exception as err:
-            # A bug must not lose the message or block the queue: quarantine it, replayable.
-            log_failure(log, err, "transform of message %s failed", message.message_id)
-            return self._transform.reject(message, transform_failed(err))
 
     def _commit(
         self, pairs: Sequence[_Pair], kinds: list[Kind], stop: threading.Event

@@ -27,7 +27,7 @@ def rejection_label(kind: str) -> str:
 
 
 class Metrics(Protocol):
-    """What the pipeline reports; see PrometheusMetrics for what each call feeds."""
+    """What the committer and the worker report; see PrometheusMetrics for what each call feeds."""
 
     def batch(
         self, received: int, result: CommitResult, seconds: float, kinds: Sequence[Kind]

@@ -1,5 +1,6 @@
 """PostgreSQL adapter: schema migrations and roles, the batch sink, the quarantine (reads and
-replay), vault reads and the audit trail of recoveries."""
+replay), vault reads, the audit trail of recoveries, and the key-use counts and re-encryption
+behind `keys check` and `rekey`."""
 
 from login_etl.adapters.postgres.audit import AuditLog, AuditRecord
 from login_etl.adapters.postgres.connection import connect

@@ -10,18 +10,27 @@ much of the table is already done, and `run` keeps inserting meanwhile.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import cast
+from typing import NamedTuple, cast
 
 import psycopg
+from psycopg.rows import class_row
 
 from login_etl.adapters.postgres.connection import translated
 from login_etl.adapters.postgres.statements import VAULT_INSERT
 from login_etl.core.model import VaultEntry
 
-Row = tuple[str, str | None, str | None]  # ctid, masked_ip, masked_device_id
+
+class Row(NamedTuple):
+    """A user_logins row's masked values, addressed by its ctid (valid in its transaction)."""
+
+    ctid: str
+    ip: str | None  # masked_ip
+    device_id: str | None  # masked_device_id
+
 
 _STALE_ROWS = """
-SELECT ctid::text, masked_ip, masked_device_id FROM public.user_logins
+SELECT ctid::text AS ctid, masked_ip AS ip, masked_device_id AS device_id
+FROM public.user_logins
 WHERE ctid >= %(first)s::tid AND ctid < %(end)s::tid
   AND (login_etl.masked_key_id(masked_ip) <> %(primary)s
        OR login_etl.masked_key_id(masked_device_id) <> %(primary)s)
@@ -84,8 +93,8 @@ class RekeyStore:
     def stale_rows(self, first_page: int, end_page: int, primary: int) -> list[Row]:
         """Rows in pages [first_page, end_page) holding a value under another key; locked."""
         params = {"first": _tid(first_page), "end": _tid(end_page), "primary": primary}
-        with translated("read rows to rekey"):
-            return cast("list[Row]", self.conn.execute(_STALE_ROWS, params).fetchall())
+        with translated("read rows to rekey"), self.conn.cursor(row_factory=class_row(Row)) as cur:
+            return cur.execute(_STALE_ROWS, params).fetchall()
 
     def vault(self, tokens: Iterable[str]) -> dict[str, tuple[bytes, bool]]:
         """Vault token → (ciphertext, retired)."""
@@ -103,7 +112,7 @@ class RekeyStore:
                 cur.executemany(VAULT_INSERT, vault)
             cur.execute(
                 _UPDATE_ROWS,
-                ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+                ([r.ctid for r in rows], [r.ip for r in rows], [r.device_id for r in rows]),
             )
 
     def stale_vault(self, after: str, primary: int, limit: int) -> list[VaultEntry]:

@@ -79,6 +79,22 @@ def test_run_help_shows_the_database_url_without_its_password(
     assert help_defaults["--database-url"] == url.replace(f":{password}@", ":***@")
 
 
+def test_each_option_names_the_variable_of_its_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # one line per option: nothing wrapped
+    assert main(["run", "--help"]) == 0
+    named = {
+        option.group(1): env.group(1)
+        for line in capsys.readouterr().out.splitlines()
+        if (option := re.search(r"(--[a-z-]+)\s", line)) and (env := re.search(r"Env: (\w+)", line))
+    }
+    options = {**RUN_OPTIONS, "--keyset-file": "keyset_file"}
+    assert {option: named.get(option) for option in options} == {
+        option: f"LOGIN_ETL_{field.upper()}" for option, field in options.items()
+    }
+
+
 @pytest.mark.parametrize(("option", "field"), RUN_OPTIONS.items())
 def test_each_default_shown_is_the_settings_default(option: str, field: str) -> None:
     default = Settings.model_fields[field].default

@@ -13,13 +13,13 @@ import botocore.awsrequest
 import botocore.config
 import pytest
 
-from login_etl.adapters import sqs
-from login_etl.adapters.sqs import (
+from login_etl.adapters import sqs_protocol
+from login_etl.adapters.sqs import SqsSource
+from login_etl.adapters.sqs_protocol import (
     PROTOCOL_SETTING,
     QUERY_MODEL_DIR,
     QUERY_ONLY_ENDPOINTS,
     ProtocolClient,
-    SqsSource,
     WireProtocol,
     answer_format,
     error_detail,
@@ -215,7 +215,7 @@ def _forget_detected_endpoints() -> Iterator[None]:
 
 def client_for(
     endpoint: FakeEndpoint | ExecutingEndpoint,
-    protocol: sqs.SqsProtocol,
+    protocol: sqs_protocol.SqsProtocol,
     *,
     url: str = "http://127.0.0.1:4610",
     attempts: int = 4,
@@ -225,7 +225,7 @@ def client_for(
     config = botocore.config.Config(retries={"mode": "standard", "max_attempts": attempts})
 
     def make(wire: WireProtocol) -> Any:
-        client = sqs._make_client(
+        client = sqs_protocol._make_client(
             wire,
             None,
             {
@@ -256,7 +256,7 @@ def test_auto_switches_to_query_replays_the_refused_call_and_says_so_once(
 ) -> None:
     endpoint = FakeEndpoint({"query"})
     client = client_for(endpoint, "auto")
-    with caplog.at_level(logging.INFO, logger="login_etl.adapters.sqs"):
+    with caplog.at_level(logging.INFO, logger="login_etl.adapters.sqs_protocol"):
         assert receive(client) == ["hello"]  # the refused receive, replayed
         assert receive(client) == ["hello"]
         # A client built afterwards asks the query protocol at once.
@@ -279,7 +279,7 @@ def test_auto_switches_once_however_many_pollers_find_it_at_once(
     def poll() -> None:
         received.append(receive(client))
 
-    with caplog.at_level(logging.INFO, logger="login_etl.adapters.sqs"):
+    with caplog.at_level(logging.INFO, logger="login_etl.adapters.sqs_protocol"):
         threads = [threading.Thread(target=poll) for _ in range(pollers)]
         for thread in threads:
             thread.start()
@@ -303,7 +303,7 @@ def test_auto_is_per_endpoint() -> None:
     [("json", {"query"}, "set it to auto or query"), ("query", {"json"}, "set it to auto or json")],
 )
 def test_a_forced_protocol_the_endpoint_does_not_speak_is_permanent_and_not_retried(
-    protocol: sqs.SqsProtocol, speaks: set[WireProtocol], remedy: str
+    protocol: sqs_protocol.SqsProtocol, speaks: set[WireProtocol], remedy: str
 ) -> None:
     endpoint = FakeEndpoint(speaks)
     with pytest.raises(SqsProtocolError) as raised:
@@ -465,3 +465,16 @@ def test_from_settings_builds_the_client_the_setting_names() -> None:
     client: Any = SqsSource.from_settings(settings)._client
     assert client.wire == "query"
     assert client.meta.service_model.protocol == "query"
+
+
+@pytest.mark.parametrize(
+    ("attribute", "argument"),
+    [("get_paginator", "list_queues"), ("get_waiter", "queue_exists")],
+)
+def test_paginators_and_waiters_are_refused_since_they_would_skip_the_switch(
+    attribute: str, argument: str
+) -> None:
+    # Their calls would go to botocore directly: never switched, never replayed.
+    client = client_for(FakeEndpoint({"query"}), "auto")
+    with pytest.raises(AttributeError, match=f"no {attribute}: .*bypass the protocol switch"):
+        getattr(client, attribute)(argument)

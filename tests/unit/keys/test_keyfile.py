@@ -528,3 +528,76 @@ def test_concurrent_rotations_lose_no_key(linked: tuple[Path, Path]) -> None:
     assert after[:1] == before
     assert len(set(after)) == 1 + 4 * _ROTATIONS
     _leaves_the_link(link, target)
+
+
+# --- issue 9 review: the write goes where the lock is, and keeps the file's owner ---
+
+
+def test_a_link_repointed_mid_rotation_does_not_redirect_the_write(
+    linked: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link, target = linked
+    other = target.with_name("other.json")
+    create_key_file(other)
+    other_before = other.read_bytes()
+    first = _masking_keys(target)
+    real_rotated = rotated
+
+    def repoint_then_rotate(handle: tink.KeysetHandle, template: Any) -> tink.KeysetHandle:
+        # Another administrator re-points the link while this rotation holds target's lock.
+        link.unlink()
+        link.symlink_to(other)
+        return real_rotated(handle, template)
+
+    monkeypatch.setattr("login_etl.ops.keyadmin.rotated", repoint_then_rotate)
+    assert main(["keys", "rotate", "--keyset", "masking", "--keyset-file", str(link)]) == 0
+    # The file that was locked and read is the one written; the other file is untouched.
+    assert _masking_keys(target)[:1] == first
+    assert len(_masking_keys(target)) == 2
+    assert other.read_bytes() == other_before
+    assert sorted(p.name for p in target.parent.iterdir()) == [
+        "keys.json",
+        "keys.json.lock",
+        "other.json",
+    ]
+
+
+NOBODY = 65_534
+_needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="changing a file's owner needs root"
+)
+
+
+@_needs_root
+def test_a_rotation_by_root_keeps_the_files_owner(linked: tuple[Path, Path]) -> None:
+    link, target = linked
+    os.chown(target, NOBODY, NOBODY)
+    assert main(["keys", "rotate", "--keyset", "masking", "--keyset-file", str(link)]) == 0
+    assert len(_masking_keys(target)) == 2
+    written = target.stat()
+    assert (written.st_uid, written.st_gid) == (NOBODY, NOBODY)
+    assert oct(written.st_mode & 0o777) == "0o600"
+    # The owner can take the lock next time: the lock file is theirs too.
+    assert target.with_name("keys.json.lock").stat().st_uid == NOBODY
+
+
+@_needs_root
+def test_a_rotation_that_cannot_keep_the_owner_is_refused_and_changes_nothing(
+    linked: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link, target = linked
+    os.chown(target, NOBODY, NOBODY)
+    before = target.read_bytes()
+
+    def not_permitted(fd: int, uid: int, gid: int) -> None:  # as for a user who is not root
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr("login_etl.keys.keyfile.os.fchown", not_permitted)
+    assert main(["keys", "rotate", "--keyset", "masking", "--keyset-file", str(link)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"owned by uid {NOBODY}" in err
+    assert "Traceback" not in err
+    assert target.read_bytes() == before
+    assert target.stat().st_uid == NOBODY
+    assert sorted(p.name for p in target.parent.iterdir()) == ["keys.json", "keys.json.lock"]
