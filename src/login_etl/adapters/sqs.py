@@ -57,9 +57,9 @@ _PERMANENT_CODES = frozenset(
         "InvalidSecurity",
     }
 )
-# OverLimit: too many messages in flight, which deletes will lower. KMS.ThrottlingException: the
-# query protocol's name for SQS's own KmsThrottled (the queue's SSE-KMS key is throttled).
-_TRANSIENT_CODES = frozenset({"OverLimit", "KMS.ThrottlingException"})
+# OverLimit: too many messages in flight, which deletes will lower. KmsThrottled (JSON protocol)
+# and KMS.ThrottlingException (its query-protocol name): the queue's SSE-KMS key is throttled.
+_TRANSIENT_CODES = frozenset({"OverLimit", "KmsThrottled", "KMS.ThrottlingException"})
 
 
 def is_aws_host(host: str) -> bool:

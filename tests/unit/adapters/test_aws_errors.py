@@ -79,6 +79,7 @@ def test_code_and_message_are_empty_when_the_answer_has_none() -> None:
     [
         (client_error("OverLimit", 403), SourceUnavailable),
         (client_error("KMS.ThrottlingException", 400), SourceUnavailable),
+        (client_error("KmsThrottled", 400), SourceUnavailable),
         (client_error("QueueDoesNotExist", 500), SourceError),
         (client_error("InvalidSecurity", 403), SourceError),
         (botocore.exceptions.NoCredentialsError(), SourceError),
