@@ -150,7 +150,12 @@ def quarantine(
     rejected_at: dt.datetime | None = None,
 ) -> None:
     """What an older, stricter login-etl would have left: a ledger entry and a sealed body."""
-    db.execute("INSERT INTO login_etl.processed_messages (message_id) VALUES (%s)", (message_id,))
+    # The ledger is partitioned by SentTimestamp: the claim of a message sent at `sent_at`.
+    db.execute(
+        "INSERT INTO login_etl.processed_messages (message_id, sent_at)"
+        " VALUES (%s, coalesce(%s, now()))",
+        (message_id, sent_at),
+    )
     db.execute(
         "INSERT INTO login_etl.rejected_messages (message_id, rejected_at, sent_at, reason, body)"
         " VALUES (%s, coalesce(%s, now()), %s, %s, %s)",

@@ -15,7 +15,9 @@ runtime and the CLI decide what to do from the class alone::
      │    ├── UnknownKeyId        no key in the file has the id given
      │    ├── PrimaryKeyDisable   the primary key cannot be disabled
      │    └── KeyStillNeeded      stored values still need a key asked to be disabled
-     ├── WorkerExited         a worker process ended without reporting (killed or crashed)
+     ├── ArchiveError         the archive target cannot be read or written (exit 1)
+ │    └── ArchiveMismatch     a manifest does not match its files: refused, nothing loaded
+ ├── WorkerExited         a worker process ended without reporting (killed or crashed)
      ├── UnreadableRecord     an SQS record has no message id or no body
      ├── TransientError       worth retrying: connection lost, throttled, server restarting
      │    ├── SourceUnavailable   SQS could not be reached
@@ -85,6 +87,14 @@ class KeyStillNeeded(KeyAdminError):
         self.needs = needs  # one line per group of values, e.g. "3 values in <table> need key 7"
 
 
+class ArchiveError(LoginEtlError):
+    """The archive target is unreachable, denies access, or its contents cannot be used."""
+
+
+class ArchiveMismatch(ArchiveError):
+    """An archived file does not match its manifest (size, checksum or rows): it is not trusted."""
+
+
 class WorkerExited(LoginEtlError):
     """A worker process ended with a non-zero status and no error report (killed, crashed)."""
 
@@ -147,6 +157,8 @@ class RowRefused(SinkError):
 
 __all__ = [
     "AlreadyWrapped",
+    "ArchiveError",
+    "ArchiveMismatch",
     "ConfigError",
     "KeyAdminError",
     "KeyFileError",

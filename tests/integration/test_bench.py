@@ -3,6 +3,7 @@ docs/benchmarks.md for real runs against LocalStack)."""
 
 from __future__ import annotations
 
+from login_etl.bench.archive import archive_bench
 from login_etl.bench.run import BenchOptions, run_bench
 from login_etl.demo.services import MotoSqs
 
@@ -43,3 +44,11 @@ def test_stages_only_needs_no_queue(admin_url: str) -> None:
     assert report.rekey_rate > 0
     assert report.rekeyed_values == 194 * 2 + 6
     assert not any("raw" in line for line in report.lines())
+
+
+def test_the_archive_benchmark_archives_and_restores_every_row(admin_url: str) -> None:
+    lines = archive_bench(admin_url, 3000)
+    assert lines[0].startswith("archive of 3,000 rows (10 days): ")
+    assert "raw COPY TO STDOUT binary" in lines[0]
+    assert lines[1].startswith("restore of the same: ")
+    assert "MB on disk for user_logins" in lines[2]

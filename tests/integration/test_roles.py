@@ -4,6 +4,7 @@ and nothing of login_etl, and a service role that can run the worker and nothing
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -13,9 +14,16 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from login_etl.adapters.postgres import SCHEMA_VERSION, Roles, connect, migrate
+from login_etl.adapters.postgres import SCHEMA_VERSION, PostgresSink, Roles, connect, migrate
+from login_etl.adapters.postgres import roles as roles_module
+from login_etl.adapters.postgres import schema as schema_module
+from login_etl.adapters.postgres.ledger import maintain_ledger
+from login_etl.core.model import Message
+from login_etl.core.timestamps import epoch_ms
+from login_etl.core.transform import Transformer
 from login_etl.demo.data import generate_bodies
 from login_etl.errors import ConfigError
+from login_etl.keys import KeyRing
 from tests.support import DB, Cli, as_user, body, count
 
 MakeUser = Callable[[str | None], str]
@@ -446,3 +454,65 @@ def test_create_roles_refuses_an_analyst_that_reaches_login_etl_through_a_group(
             )
     finally:
         drop_roles(database_url, [readers])
+
+
+def test_the_service_role_maintains_the_ledger_without_ddl_of_its_own(
+    owner: DB, roles: Roles, make_user: MakeUser
+) -> None:
+    service = make_user(roles.service)
+    start = owner.execute("SELECT date_trunc('hour', now()) - interval '20 days'").fetchone()
+    assert start
+    owner.execute("SELECT login_etl.create_ledger_partition(%s)", (start[0],))
+    name = f"processed_messages_p{start[0].astimezone(dt.UTC):%Y%m%dT%H}"
+
+    with connect(service) as conn:
+        actions = maintain_ledger(conn, 4 * 24 * 3600)
+    assert name in {a.relation for a in actions if a.action == "drop"}
+    assert owner.execute("SELECT to_regclass(%s)", (f"login_etl.{name}",)).fetchone() == (None,)
+
+    assert denied(service, "DROP TABLE login_etl.processed_messages_default")
+    assert denied(service, "DELETE FROM login_etl.processed_messages_legacy")
+    assert denied(service, "SELECT login_etl.create_ledger_partition(now())")
+    assert denied(make_user(None), "SELECT login_etl.maintain_ledger('1 day')")
+
+
+def test_an_upgrade_from_version_4_keeps_the_service_role_claiming(
+    database_url: str,
+    roles: Roles,
+    make_user: MakeUser,
+    keys: KeyRing,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Roles made by an earlier release, then `migrate` without --create-roles: the service role
+    may claim in the partitioned ledger, read (only) the legacy ids, and maintain the ledger."""
+    with connect(database_url) as conn:
+        monkeypatch.setattr(schema_module, "_MIGRATIONS", schema_module._MIGRATIONS[:4])
+        monkeypatch.setattr(schema_module, "SCHEMA_VERSION", 4)
+        v4_grants = [g for g in roles_module._SERVICE if "sent_at" not in g]
+        v4_grants = [g for g in v4_grants if "ledger" not in g and "legacy" not in g]
+        monkeypatch.setattr(
+            roles_module,
+            "_SERVICE",
+            (*v4_grants, "GRANT SELECT (message_id) ON login_etl.processed_messages TO {role}"),
+        )
+        migrate(conn, roles)
+        monkeypatch.undo()
+        conn.execute("INSERT INTO login_etl.processed_messages (message_id) VALUES ('before')")
+        conn.commit()
+        migrate(conn)
+        conn.commit()
+    service = make_user(roles.service)
+    transform = Transformer(keys.masker, keys.sealer)
+    now_ms = epoch_ms(dt.datetime.now(dt.UTC))
+    sink = PostgresSink(service)
+    try:
+        result = sink.commit(
+            [transform(Message(mid, body(), now_ms, "r")) for mid in ("before", "after")]
+        )
+    finally:
+        sink.close()
+    assert (result.loaded, result.skipped) == (1, 1)
+    with connect(service) as conn:
+        assert maintain_ledger(conn, 4 * 24 * 3600)
+    assert denied(service, "INSERT INTO login_etl.processed_messages_legacy VALUES ('x', now())")
+    assert denied(service, "DELETE FROM login_etl.processed_messages")

@@ -244,6 +244,18 @@ class SqsSource:
             if response.get("Failed"):
                 log.warning("%s failed for %d messages", action, len(response["Failed"]))
 
+    def retention_seconds(self) -> int:
+        """The queue's MessageRetentionPeriod: how long SQS may still deliver a message after it
+        was sent, and so how long the ledger must remember its id."""
+        try:
+            attrs = self._client.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["MessageRetentionPeriod"]
+            )["Attributes"]
+        except _CAUGHT as err:
+            raise _translate(err, "get queue attributes") from err
+        # Absent only from a partial emulator: assume the most SQS allows, the safe side.
+        return int(attrs.get("MessageRetentionPeriod", _FOURTEEN_DAYS_S))
+
     def backlog(self) -> Backlog:
         try:
             attrs = self._client.get_queue_attributes(

@@ -23,7 +23,7 @@ from psycopg import sql
 from login_etl.adapters.postgres import connect, migrate
 from login_etl.adapters.postgres.connection import translated
 from login_etl.adapters.sqs_protocol import SqsProtocol
-from login_etl.bench import cpu, queues, stages
+from login_etl.bench import cpu, ledger, queues, stages
 from login_etl.config import dburl, default_of, endpoint_problem
 from login_etl.core.model import Message
 from login_etl.core.transform import Transformer
@@ -47,6 +47,8 @@ class BenchOptions:
     processes: int = 1
     profile: bool = False
     stages_only: bool = False
+    # Ids in the ledger for the ledger benchmark (0: skip it; 50 M takes minutes to synthesise).
+    ledger_rows: int = 0
     # Raw and run drains alternate this many times; the report gives medians, since an emulator
     # on a small machine varies by ±15% from one drain to the next.
     rounds: int = 3
@@ -80,6 +82,7 @@ class BenchReport:
     load_rates: dict[int, float] = field(default_factory=dict)
     rekey_rate: float = 0.0
     rekeyed_values: int = 0
+    ledger_rates: list[ledger.LedgerRate] = field(default_factory=list)
     profile_top: list[str] = field(default_factory=list)
 
     @property
@@ -114,6 +117,13 @@ class BenchReport:
             f"rekey after a rotation: {self.rekey_rate:,.0f} rows/s "
             f"({self.rekeyed_values:,} values and bodies re-encrypted)"
         )
+        empty = {r.design: r.rate for r in self.ledger_rates if r.ids == 0}
+        out += [
+            f"load, batches of {o.batch_size:,}, {r.design} ledger holding {r.ids:,} ids: "
+            f"{r.rate:,.0f} rows/s = {r.rate / empty[r.design]:.2f} x empty"
+            + (f" (synthesised in {r.seconds_to_fill:.0f} s)" if r.ids else "")
+            for r in self.ledger_rates
+        ]
         if o.stages_only:
             return out
         per_1000 = self.worker_cpu_s / o.messages * 1000
@@ -279,6 +289,10 @@ def run_bench(options: BenchOptions) -> BenchReport:
             report.load_rates[batch] = stages.load_rate(database_url, outcomes, batch)
         report.rekey_rate, rekeyed = stages.rekey_rate(database_url, read_key_file(keyset))
         report.rekeyed_values = rekeyed.values + rekeyed.bodies
+        if options.ledger_rows:
+            report.ledger_rates = ledger.ledger_load_rates(
+                database_url, transform, messages, options.batch_size, options.ledger_rows
+            )
         if options.stages_only:
             return report
         threads = options.pollers * options.processes

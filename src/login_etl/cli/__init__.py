@@ -9,10 +9,12 @@ from __future__ import annotations
 import sys
 
 from login_etl.cli import (  # noqa: F401 - register the commands
+    archive,
     audit,
     bench,
     demo,
     keys,
+    prune,
     quarantine,
     queue,
     rekey,

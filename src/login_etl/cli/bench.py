@@ -42,6 +42,22 @@ def bench(
     stages_only: Annotated[
         bool, typer.Option("--stages-only", help="Only the transform and load stages; no SQS.")
     ] = False,
+    ledger_rows: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also load against a ledger of this many ids, unpartitioned and partitioned "
+            "(0: skip; 50000000 takes minutes).",
+        ),
+    ] = 0,
+    archive_rows: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also archive and restore this many rows, beside the raw COPY rate "
+            "(0: skip; needs the archive extra).",
+        ),
+    ] = 0,
     sqs_protocol: options.SqsProtocol = None,
 ) -> None:
     """Measure raw SQS capacity, the real `run` path, and the transform and load stages."""
@@ -60,7 +76,13 @@ def bench(
             rounds=rounds,
             profile=profile,
             stages_only=stages_only,
+            ledger_rows=ledger_rows,
         )
     )
     for line in report.lines():
         out.print(line, markup=False, highlight=False)
+    if archive_rows:
+        from login_etl.bench.archive import archive_bench  # noqa: PLC0415 - archive extra
+
+        for line in archive_bench(database_url, archive_rows):
+            out.print(line, markup=False, highlight=False)

@@ -61,6 +61,8 @@ class Loaded(NamedTuple):
 
     message_id: str
     row: LoginRow
+    # The message's SentTimestamp: the ledger's partition key (a redelivery carries the same).
+    sent_timestamp_ms: int
     vault: tuple[VaultEntry, ...] = ()
 
 

@@ -34,7 +34,7 @@ class Transformer:
             app_version=event.app_version,
             create_date=utc_date(message.sent_timestamp_ms),
         )
-        return Loaded(message.message_id, row, vault)
+        return Loaded(message.message_id, row, message.sent_timestamp_ms, vault)
 
     def reject(self, message: Message, invalid: Invalid) -> Rejected:
         """A rejection with the body sealed. The batch committer builds its rejections with it

@@ -18,6 +18,7 @@ from login_etl.core.transform import Transformer
 from login_etl.keys import load_keys
 from login_etl.runtime.committer import Committer
 from login_etl.runtime.health import HealthServer
+from login_etl.runtime.ledger import LedgerKeeper
 from login_etl.runtime.metrics import Metrics, PrometheusMetrics
 from login_etl.runtime.retry import until_stopped
 from login_etl.runtime.worker import RunStats, Worker
@@ -61,13 +62,16 @@ def open_worker(
     stop = stop or threading.Event()
     committer = build_committer(settings, stop, metrics)
     try:
+        # One connection per poller and per deleter thread.
+        source = SqsSource.from_settings(settings, max_connections=2 * settings.pollers)
+        keeper = LedgerKeeper(settings.database_url.get_secret_value(), source.retention_seconds)
         yield Worker(
-            # One connection per poller and per deleter thread.
-            SqsSource.from_settings(settings, max_connections=2 * settings.pollers),
+            source,
             committer,
             settings.worker_options(),
             stop=stop,
             on_batch=on_batch,
+            chores=(keeper,),
         )
     finally:
         committer.close()

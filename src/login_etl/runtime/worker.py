@@ -121,8 +121,12 @@ class Worker:
         *,
         stop: threading.Event | None = None,
         on_batch: Callable[[RunStats], None] | None = None,
+        chores: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.source = source
+        # Periodic work beside the heartbeat (the ledger's maintenance); each decides when it
+        # is due, and a failure is logged like the heartbeat's.
+        self._chores = tuple(chores)
         self.committer = committer
         self.metrics = committer.metrics
         self._options = options
@@ -225,7 +229,7 @@ class Worker:
             self.source.release(messages)
 
     def _housekeeping(self, inbox: Inbox) -> None:
-        """The heartbeat, and the queue-depth gauge.
+        """The heartbeat, the queue-depth gauge, and the chores.
 
         Messages held longer than half their visibility timeout (a batch whose commit waits
         out a database outage, an inbox slow to drain) get it extended, so that the queue does
@@ -241,6 +245,8 @@ class Worker:
                 if time.monotonic() - last_depth >= QUEUE_DEPTH_EVERY_S:
                     last_depth = time.monotonic()
                     self.metrics.backlog(self.source.backlog())
+                for chore in self._chores:
+                    chore()
             except TransientError as err:
                 log.warning("heartbeat: %s; trying again at the next beat", err)
             except Exception as err:

@@ -49,15 +49,19 @@ _ANALYST: tuple[LiteralString, ...] = (
 
 # What the sink's statements need (adapters/postgres/sink.py): a temporary staging table; INSERT
 # into the four tables it writes; SELECT on the two conflict keys that ON CONFLICT … RETURNING
-# reads; and the schema version that `run` checks at start. Nothing on reveal_audit.
+# reads and on the legacy ledger's ids that the claim anti-joins; the schema version that `run`
+# checks at start; and the ledger's maintenance function. Nothing on reveal_audit.
 _SERVICE: tuple[LiteralString, ...] = (
     "GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}",
     "GRANT USAGE ON SCHEMA public, login_etl TO {role}",
     "GRANT INSERT ON public.user_logins, login_etl.processed_messages,"
     " login_etl.rejected_messages, login_etl.masked_values TO {role}",
-    "GRANT SELECT (message_id) ON login_etl.processed_messages TO {role}",
+    "GRANT SELECT (message_id, sent_at) ON login_etl.processed_messages TO {role}",
+    "GRANT SELECT (message_id) ON login_etl.processed_messages_legacy TO {role}",
     "GRANT SELECT (token) ON login_etl.masked_values TO {role}",
     "GRANT SELECT ON login_etl.schema_version TO {role}",
+    # The ledger's housekeeping (partitions ahead, pruning): SECURITY DEFINER, no DDL of its own.
+    "GRANT EXECUTE ON FUNCTION login_etl.maintain_ledger(interval, boolean, interval) TO {role}",
 )
 
 

@@ -3,9 +3,12 @@
 A batch's outcomes are COPYed into a temporary staging table, then one statement claims the
 batch's message ids in `login_etl.processed_messages` (`ON CONFLICT DO NOTHING`) and inserts rows
 and rejections for exactly the ids it claimed. A redelivered message claims nothing and so loads
-nothing. Two workers holding the same message serialise on its primary key: the second waits for
-the first to commit and then finds it claimed. Rows, rejections and ledger entries commit
-together or not at all.
+nothing: the ledger is partitioned by SentTimestamp, which a redelivery shares, so its claim is
+routed to the partition holding the first one; ids from an unpartitioned ledger of an earlier
+release (`processed_messages_legacy`, kept until the queue's retention has passed) are
+anti-joined (docs/scaling.md). Two workers holding the same message serialise on its primary
+key: the second waits for the first to commit and then finds it claimed. Rows, rejections and
+ledger entries commit together or not at all.
 """
 
 from __future__ import annotations
@@ -56,9 +59,13 @@ _COPY_STAGE = "COPY login_etl_stage FROM STDIN"
 # wait for each other instead of deadlocking.
 _APPLY = sql.SQL("""
 WITH claimed AS (
-    INSERT INTO login_etl.processed_messages (message_id)
-    SELECT message_id FROM login_etl_stage ORDER BY message_id
-    ON CONFLICT (message_id) DO NOTHING
+    INSERT INTO login_etl.processed_messages (message_id, sent_at)
+    SELECT s.message_id, s.sent_at FROM login_etl_stage s
+    WHERE NOT EXISTS (
+        SELECT FROM login_etl.processed_messages_legacy l WHERE l.message_id = s.message_id
+    )
+    ORDER BY s.message_id
+    ON CONFLICT (message_id, sent_at) DO NOTHING
     RETURNING message_id
 ), loaded AS (
     INSERT INTO {user_logins} ({columns})
@@ -90,14 +97,17 @@ _NO_ROW = (None,) * len(LOGIN_COLUMNS)
 def _stage_record(outcome: Outcome) -> tuple[object, ...]:
     # In _CREATE_STAGE's column order: message id, the row (a LoginRow is in LOGIN_COLUMNS'
     # order), then the rejection.
-    if isinstance(outcome, Loaded):
-        return (outcome.message_id, *outcome.row, None, None, None)
     sent_at = utc_datetime(outcome.sent_timestamp_ms)
+    if isinstance(outcome, Loaded):
+        return (outcome.message_id, *outcome.row, None, None, sent_at)
     return (outcome.message_id, *_NO_ROW, outcome.reason, outcome.sealed_body, sent_at)
 
 
 class PostgresSink:
     """Commits batches of outcomes; reconnects after a lost connection."""
+
+    # The claim-and-insert statement; the benchmark swaps in an earlier release's to compare.
+    apply_statement: sql.Composed = _APPLY
 
     def __init__(self, url: str) -> None:
         self._url = url
@@ -125,7 +135,7 @@ class PostgresSink:
                 vault = [v for o in unique if isinstance(o, Loaded) for v in o.vault]
                 if vault:
                     cur.executemany(VAULT_INSERT, vault)
-                cur.execute(_APPLY)
+                cur.execute(self.apply_statement)
                 claimed, loaded, rejected = cast("tuple[int, int, int]", cur.fetchone())
         except SinkUnavailable:
             self.close()
