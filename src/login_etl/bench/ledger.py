@@ -20,40 +20,21 @@ import psycopg
 from psycopg import sql
 
 from login_etl.adapters.postgres import PostgresSink, connect
-from login_etl.adapters.postgres.statements import LOGIN_COLUMNS, USER_LOGINS, column_list
-from login_etl.core.model import Message, Outcome
+from login_etl.adapters.postgres.sink import claim_and_load
+from login_etl.bench.stages import commit_rate
+from login_etl.core.model import Message
 from login_etl.core.timestamps import epoch_ms
 from login_etl.core.transform import Transformer
 
 DESIGN_RATE = 1_000  # msgs/s
 
 # Schema version 4's claim, against its unpartitioned ledger (a text primary key alone).
-_V4_APPLY = sql.SQL("""
-WITH claimed AS (
+_V4_APPLY = claim_and_load(
+    sql.SQL("""
     INSERT INTO login_etl.processed_messages (message_id)
     SELECT message_id FROM login_etl_stage ORDER BY message_id
     ON CONFLICT (message_id) DO NOTHING
-    RETURNING message_id
-), loaded AS (
-    INSERT INTO {user_logins} ({columns})
-    SELECT {staged}
-    FROM login_etl_stage s JOIN claimed c USING (message_id)
-    WHERE s.reason IS NULL
-    RETURNING 1
-), rejected AS (
-    INSERT INTO login_etl.rejected_messages (message_id, sent_at, reason, body)
-    SELECT s.message_id, s.sent_at, s.reason, s.body
-    FROM login_etl_stage s JOIN claimed c USING (message_id)
-    WHERE s.reason IS NOT NULL
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM claimed),
-       (SELECT count(*) FROM loaded),
-       (SELECT count(*) FROM rejected)
-""").format(
-    user_logins=USER_LOGINS,
-    columns=column_list(LOGIN_COLUMNS),
-    staged=column_list(LOGIN_COLUMNS, "s"),
+    RETURNING message_id""")
 )
 
 
@@ -161,16 +142,6 @@ def _to_v5(database_url: str) -> None:
         conn.commit()
 
 
-def _rate(sink: PostgresSink, outcomes: Sequence[Outcome], batch_size: int) -> float:
-    try:
-        started = time.perf_counter()
-        for start in range(0, len(outcomes), batch_size):
-            sink.commit(outcomes[start : start + batch_size])
-        return len(outcomes) / (time.perf_counter() - started)
-    finally:
-        sink.close()
-
-
 def ledger_load_rates(
     database_url: str,
     transform: Transformer,
@@ -197,7 +168,9 @@ def ledger_load_rates(
                 _reset(database_url)
                 filled = _fill(database_url, ids, end, partitioned=partitioned, offset=offset)
                 sink = PostgresSink(database_url) if partitioned else _V4Sink(database_url)
-                rates.append(LedgerRate(design, ids, _rate(sink, outcomes, batch_size), filled))
+                rates.append(
+                    LedgerRate(design, ids, commit_rate(sink, outcomes, batch_size), filled)
+                )
         finally:
             if not partitioned:
                 _reset(database_url)

@@ -28,7 +28,11 @@ def transform_rate(transform: Transformer, messages: Sequence[Message], rounds: 
 def load_rate(database_url: str, outcomes: Sequence[Outcome], batch_size: int) -> float:
     """Rows per second committed by the sink (COPY into staging, claim in the ledger, insert),
     in transactions of `batch_size`."""
-    sink = PostgresSink(database_url)
+    return commit_rate(PostgresSink(database_url), outcomes, batch_size)
+
+
+def commit_rate(sink: PostgresSink, outcomes: Sequence[Outcome], batch_size: int) -> float:
+    """Rows per second that `sink` commits in transactions of `batch_size`; closes the sink."""
     try:
         started = time.perf_counter()
         for start in range(0, len(outcomes), batch_size):

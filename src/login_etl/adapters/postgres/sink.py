@@ -55,10 +55,9 @@ CREATE TEMPORARY TABLE IF NOT EXISTS login_etl_stage (
 
 _COPY_STAGE = "COPY login_etl_stage FROM STDIN"
 
-# ORDER BY message_id: concurrent batches that share ids lock them in the same order, so they
-# wait for each other instead of deadlocking.
-_APPLY = sql.SQL("""
-WITH claimed AS (
+# The claim of a batch's ids in the ledger. ORDER BY message_id: concurrent batches that share
+# ids lock them in the same order, so they wait for each other instead of deadlocking.
+_CLAIM = sql.SQL("""
     INSERT INTO login_etl.processed_messages (message_id, sent_at)
     SELECT s.message_id, s.sent_at FROM login_etl_stage s
     WHERE NOT EXISTS (
@@ -66,7 +65,14 @@ WITH claimed AS (
     )
     ORDER BY s.message_id
     ON CONFLICT (message_id, sent_at) DO NOTHING
-    RETURNING message_id
+    RETURNING message_id""")
+
+
+def claim_and_load(claim: sql.Composable) -> sql.Composed:
+    """One statement: `claim` (an INSERT … RETURNING message_id into the ledger), then the rows
+    and rejections of exactly the ids it claimed, and the three counts."""
+    return sql.SQL("""
+WITH claimed AS ({claim}
 ), loaded AS (
     INSERT INTO {user_logins} ({columns})
     SELECT {staged}
@@ -84,10 +90,14 @@ SELECT (SELECT count(*) FROM claimed),
        (SELECT count(*) FROM loaded),
        (SELECT count(*) FROM rejected)
 """).format(
-    user_logins=USER_LOGINS,
-    columns=column_list(LOGIN_COLUMNS),
-    staged=column_list(LOGIN_COLUMNS, "s"),
-)
+        claim=claim,
+        user_logins=USER_LOGINS,
+        columns=column_list(LOGIN_COLUMNS),
+        staged=column_list(LOGIN_COLUMNS, "s"),
+    )
+
+
+_APPLY = claim_and_load(_CLAIM)
 
 
 # A rejection's stage record has no row.
