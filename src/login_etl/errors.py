@@ -5,7 +5,8 @@ runtime and the CLI decide what to do from the class alone::
 
     LoginEtlError
      ├── ConfigError          a setting is missing or invalid (CLI exit status 2)
-     │    └── KeyFileError    the key file is missing, unreadable, or does not fit
+     │    ├── KeyFileError    the key file is missing, unreadable, or does not fit
+     │    └── SecretError     a secret is missing, denied, or not in the expected form
      ├── RevealError          a masked value does not decrypt with this key file
      ├── NotInQuarantine      no rejected message has the MessageId given
      ├── KeyAdminError        a key file change was refused or could not be written (exit 1)
@@ -14,15 +15,17 @@ runtime and the CLI decide what to do from the class alone::
      │    ├── AlreadyWrapped      `keys wrap` on a file that is already wrapped
      │    ├── UnknownKeyId        no key in the file has the id given
      │    ├── PrimaryKeyDisable   the primary key cannot be disabled
-     │    └── KeyStillNeeded      stored values still need a key asked to be disabled
+     │    ├── KeyStillNeeded      stored values still need a key asked to be disabled
+     │    └── KeySecretChanged    the key secret changed between our read and our write
      ├── ArchiveError         the archive target cannot be read or written (exit 1)
- │    └── ArchiveMismatch     a manifest does not match its files: refused, nothing loaded
- ├── WorkerExited         a worker process ended without reporting (killed or crashed)
+     │    └── ArchiveMismatch     a manifest does not match its files: refused, nothing loaded
+     ├── WorkerExited         a worker process ended without reporting (killed or crashed)
      ├── UnreadableRecord     an SQS record has no message id or no body
      ├── TransientError       worth retrying: connection lost, throttled, server restarting
      │    ├── SourceUnavailable   SQS could not be reached
      │    ├── SinkUnavailable     PostgreSQL could not be reached
-     │    └── KmsUnavailable      AWS KMS could not be reached to unwrap the keyset
+     │    ├── KmsUnavailable      AWS KMS could not be reached to unwrap the keyset
+     │    └── SecretUnavailable   Secrets Manager or SSM could not be reached now
      └── PermanentError       retrying will not help: stop with a clear message
           ├── SourceError         the queue is missing, or access is denied
           │    └── SqsProtocolError  the SQS endpoint does not speak the protocol in use
@@ -45,6 +48,10 @@ class ConfigError(LoginEtlError):
 
 class KeyFileError(ConfigError):
     """The key file is missing, unreadable, malformed, or lacks a key the service needs."""
+
+
+class SecretError(ConfigError):
+    """A secret (Secrets Manager or SSM) is missing, denied, or not in the form expected."""
 
 
 class RevealError(LoginEtlError):
@@ -87,6 +94,10 @@ class KeyStillNeeded(KeyAdminError):
         self.needs = needs  # one line per group of values, e.g. "3 values in <table> need key 7"
 
 
+class KeySecretChanged(KeyAdminError):
+    """Someone wrote the key secret after we read it: nothing written; run the command again."""
+
+
 class ArchiveError(LoginEtlError):
     """The archive target is unreachable, denies access, or its contents cannot be used."""
 
@@ -125,6 +136,10 @@ class SinkUnavailable(TransientError):
 
 class KmsUnavailable(TransientError):
     """AWS KMS could not be reached (or throttled), so an encrypted keyset stays locked."""
+
+
+class SecretUnavailable(TransientError):
+    """Secrets Manager or SSM could not be reached now (network, throttling, a server error)."""
 
 
 class PermanentError(LoginEtlError):

@@ -18,12 +18,13 @@ exactly the records whose outcome is not committed, and the delivery guarantee i
   invocation fails, every record returns to the queue, and the error shows in the function's
   logs and metrics instead of being retried in silence.
 
-Settings are the worker's `LOGIN_ETL_*` variables (`LOGIN_ETL_DATABASE_URL`,
-`LOGIN_ETL_KEYSET_FILE`, `LOGIN_ETL_LOG_LEVEL`); the queue settings are not used. The log level
-is login_etl's: the runtime's handlers and root level (AWS_LAMBDA_LOG_LEVEL) are kept, and other
-libraries log only from WARNING up even when that level is DEBUG (`logs.configure_logging`).
-The key ring and the sink (with its connection) are built on the first invocation and kept for
-the life of the execution environment; the schema is migrated once per cold start.
+Settings are the worker's `LOGIN_ETL_*` variables (`LOGIN_ETL_DATABASE_URL` or
+`LOGIN_ETL_DATABASE_SECRET`, `LOGIN_ETL_KEYSET_FILE` or `LOGIN_ETL_KEYSET_SECRET`,
+`LOGIN_ETL_LOG_LEVEL`); the queue settings are not used. The log level is login_etl's: the
+runtime's handlers and root level (AWS_LAMBDA_LOG_LEVEL) are kept, and other libraries log only
+from WARNING up even when that level is DEBUG (`logs.configure_logging`). The key ring and the
+sink (with its connection) are built on the first invocation and kept for the life of the
+execution environment; the schema is migrated once per cold start.
 """
 
 from __future__ import annotations
@@ -36,14 +37,16 @@ from contextlib import contextmanager
 from typing import Any, TypedDict
 
 from login_etl.adapters.postgres.connection import CONNECT_TIMEOUT_S
+from login_etl.adapters.postgres.ledger import MAX_RETENTION_S
 from login_etl.config import load_settings
 from login_etl.core.model import Message
 from login_etl.core.sqs_record import FALLBACK_WARNING, parse_record
 from login_etl.errors import LoginEtlError, TransientError, UnreadableRecord
-from login_etl.logs import configure_logging
+from login_etl.logs import configure_logging, log_failure
 from login_etl.ports import CommitResult
 from login_etl.runtime.committer import Committer
-from login_etl.runtime.wiring import build_committer
+from login_etl.runtime.ledger import LedgerKeeper
+from login_etl.runtime.wiring import build_committer, database
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,9 @@ RETRY_BUDGET_S = 2.0
 # Time kept back from the invocation's deadline: once the budget is spent, the attempt under way
 # may still take a connect timeout, and the response must be returned before Lambda's timeout.
 DEADLINE_RESERVE_S = CONNECT_TIMEOUT_S + 2.0
+# Time the ledger's maintenance needs left in the invocation: a connect, the function's
+# lock_timeout (10 s, migration 0005) and its work.
+MAINTENANCE_RESERVE_S = CONNECT_TIMEOUT_S + 10.0 + 5.0
 
 
 class ItemFailure(TypedDict):
@@ -79,6 +85,7 @@ class _Cache:
 
     def __init__(self) -> None:
         self._committer: Committer | None = None
+        self._keeper: LedgerKeeper | None = None
         self._lock = threading.Lock()  # Lambda runs one invocation at a time; this is cheap
 
     def get(self, stop: threading.Event) -> Committer:
@@ -93,14 +100,36 @@ class _Cache:
                 # root passes WARNING and up unless told otherwise), other libraries WARNING.
                 configure_logging(settings.log_level, keep_handlers=True)
                 self._committer = build_committer(settings, stop)
+                # The Lambda does not know its queue, so the ledger keeps ids for the longest
+                # retention SQS allows: always safe, at the cost of a few more days of ids.
+                self._keeper = LedgerKeeper(database(settings), lambda: MAX_RETENTION_S)
                 log.info("cold start: key file loaded, schema migrated")
             return self._committer
+
+    def maintain_ledger(self, context: object) -> None:
+        """The worker's hourly ledger housekeeping (`runtime/ledger.py`), from a warm Lambda: a
+        Lambda-only deployment needs no `prune` from cron. Only with MAINTENANCE_RESERVE_S of
+        the invocation left (it may wait that long for a lock); a failure is logged, not
+        raised: the batch is committed, and partitions are made 48 hours ahead."""
+        keeper = self._keeper
+        if keeper is None or _remaining_s(context) < MAINTENANCE_RESERVE_S:
+            return
+        try:
+            keeper()
+        except Exception as err:  # housekeeping never fails a committed batch
+            log_failure(
+                log,
+                err,
+                "ledger maintenance failed; tried again in an hour",
+                level=logging.WARNING,
+            )
 
     def reset(self) -> None:
         with self._lock:
             if self._committer is not None:
                 self._committer.close()
             self._committer = None
+            self._keeper = None
 
 
 _cache = _Cache()
@@ -115,12 +144,15 @@ def reset() -> None:
 # -- committing --------------------------------------------------------------------------------
 
 
+def _remaining_s(context: object) -> float:
+    """Seconds left in the invocation (unbounded for a caller without Lambda's context)."""
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    return float(remaining_ms()) / 1000 if callable(remaining_ms) else float("inf")
+
+
 def _retry_budget_s(context: object) -> float:
     """RETRY_BUDGET_S, less if the invocation's deadline is near (then 0: a single attempt)."""
-    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
-    if not callable(remaining_ms):
-        return RETRY_BUDGET_S
-    left_s = float(remaining_ms()) / 1000 - DEADLINE_RESERVE_S
+    left_s = _remaining_s(context) - DEADLINE_RESERVE_S
     return max(0.0, min(RETRY_BUDGET_S, left_s))
 
 
@@ -229,6 +261,8 @@ def handler(event: Mapping[str, Any], context: object) -> BatchResponse:
         counts,
         extra=counts,
     )
+    if result is not None:
+        _cache.maintain_ledger(context)
     if nameless:
         raise ValueError(f"{nameless} of {len(records)} records have no messageId")
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}

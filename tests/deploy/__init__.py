@@ -7,6 +7,8 @@ than by eye, all offline: the schemas ship inside the packages or in `schemas/`.
 - test_keda: KEDA's ScaledObject and TriggerAuthentication, which have no such schema, against
   the JSON schemas in `schemas/`.
 - test_dockerfile: dockerfile-parse; test_lock: requirements.lock against pyproject.toml.
+- test_prometheus: the Grafana dashboard and the Prometheus rules query only exported metrics;
+  promtool (when installed) checks the rules, runs their unit tests and lints a live scrape.
 - test_setting_names: every LOGIN_ETL_* name in these files is a setting of
   login_etl.config.Settings.
 """

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cfnlint.decode
 import jsonschema
 import kubernetes_validate
 import yaml
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
 K8S = ROOT / "deploy" / "k8s"
+AWS = ROOT / "deploy" / "aws"
 LOCK = ROOT / "requirements.lock"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
@@ -27,6 +29,21 @@ K8S_VERSIONS = ("1.30", "1.37")
 def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as f:
         return [doc for doc in yaml.safe_load_all(f) if doc]
+
+
+def cfn_templates() -> list[Path]:
+    """The CloudFormation templates under deploy/aws."""
+    return sorted(AWS.glob("*.yaml"))
+
+
+def cfn_template(path: Path) -> dict[str, Any]:
+    """A CloudFormation template as plain dicts and lists, short tags (`!Sub`, `!GetAtt`) read
+    as CloudFormation reads them (`{"Fn::Sub": ...}`), by cfn-lint's own decoder."""
+    template, problems = cfnlint.decode.decode(str(path))
+    assert template is not None, "\n".join(str(p) for p in problems)
+    # Through JSON: cfn-lint's nodes (str_node, dict_node) become plain str and dict.
+    plain: dict[str, Any] = json.loads(json.dumps(template))
+    return plain
 
 
 def k8s_documents() -> list[tuple[str, dict[str, Any]]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from login_etl.config import ENV_PREFIX, Settings
-from tests.deploy.manifests import COMPOSE, DOCKERFILE, K8S, ROOT
+from tests.deploy.manifests import COMPOSE, DOCKERFILE, K8S, ROOT, cfn_templates
 
 ENV_NAME = re.compile(rf"\b{ENV_PREFIX}[A-Z0-9_]+\b")
 
@@ -29,7 +29,7 @@ def unknown_settings(text: str) -> set[str]:
 
 
 def deploy_files() -> list[Path]:
-    return [DOCKERFILE, COMPOSE, *sorted(K8S.glob("*.yaml"))]
+    return [DOCKERFILE, COMPOSE, *sorted(K8S.glob("*.yaml")), *cfn_templates()]
 
 
 @pytest.mark.parametrize("path", deploy_files(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -4,8 +4,11 @@ that delete nothing, tokens that still reveal, duplicates found in the archive i
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import signal
 import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -18,11 +21,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+import requests
 
 from login_etl.adapters.archive_store import LocalStore
 from login_etl.config import Settings
 from login_etl.core.masking import token_key_id
 from login_etl.demo.services import MotoSqs
+from login_etl.errors import ArchiveError
 from login_etl.keys import KeyRing
 from login_etl.ops.archive import archive_before
 from tests.support import free_port
@@ -140,6 +145,20 @@ def test_rows_arriving_later_for_an_archived_day_become_a_second_part(
 
 
 CRASH_POINTS = ["after_file", "after_verify", "after_manifest", "before_commit", "after_commit"]
+CRASH = str(Path(__file__).with_name("archive_crash.py"))
+
+
+def killed_at(cli: Cli, point: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`archive_crash.py` (archive or restore, killed with SIGKILL at `point`) under the CLI's
+    environment."""
+    return subprocess.run(
+        [sys.executable, CRASH, args[0], point, *args[1:]],
+        capture_output=True,
+        text=True,
+        env=cli.env,  # type: ignore[attr-defined]
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
@@ -150,9 +169,9 @@ def test_kill_9_between_file_and_delete_loses_and_doubles_nothing(
     original = table_rows(db)
     root = tmp_path / "archive"
 
-    crashed = cli("archive", "--before", BEFORE, "--to", str(root), LOGIN_ETL_TEST_CRASH_AT=point)
+    crashed = killed_at(cli, point, "archive", str(root), BEFORE)
 
-    assert crashed.returncode == 137, crashed.stderr
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     assert table_rows(db) + archive_rows_committed(db, root) == original
     done = cli("archive", "--before", BEFORE, "--to", str(root))
     assert done.returncode == 0, done.stderr
@@ -183,10 +202,8 @@ def test_a_partially_written_file_is_not_trusted_and_is_rewritten(
     fill(db, keys)
     original = table_rows(db)
     root = tmp_path / "archive"
-    crashed = cli(
-        "archive", "--before", BEFORE, "--to", str(root), LOGIN_ETL_TEST_CRASH_AT="after_manifest"
-    )
-    assert crashed.returncode == 137
+    crashed = killed_at(cli, "after_manifest", "archive", str(root), BEFORE)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     day_dir = root / f"create_date={OLD_DAYS[0]}"
     part = day_dir / json.loads((day_dir / "manifest.json").read_text())["parts"][0]["file"]
     part.write_bytes(part.read_bytes()[:100])  # cut short, as a copy that stopped midway
@@ -457,3 +474,272 @@ def test_a_row_inserted_for_a_day_being_archived_is_kept_for_the_next_run(
     second = archive_before(settings, dt.date.fromisoformat(BEFORE), str(root))
     assert second.rows == 1
     assert table_rows(db) + archive_rows(root) == original
+
+
+# The row checksum of docs/archive.md, written in PostgreSQL SQL from the rules there (not from
+# the code): one line per row, escaped fields joined by TAB, sha256 per line, the hex digests
+# sorted and concatenated, sha256 of that.
+def _field(expression: str) -> str:
+    return f"coalesce(replace(replace({expression}, '\\', '\\\\'), E'\\t', '\\t'), '\\N')"
+
+
+SQL_CHECKSUM = """
+SELECT encode(sha256(convert_to(coalesce(string_agg(h, '' ORDER BY h COLLATE "C"), ''), 'UTF8')),
+              'hex')
+FROM (SELECT encode(sha256(convert_to(concat_ws(E'\\t', {fields}), 'UTF8')), 'hex') AS h
+      FROM {table} WHERE {day} = %s) AS lines
+"""
+USER_LOGINS_CHECKSUM = SQL_CHECKSUM.format(
+    fields=", ".join(
+        [
+            "to_char(create_date, 'YYYY-MM-DD')",
+            *(
+                _field(c)
+                for c in ("user_id", "device_type", "masked_ip", "masked_device_id", "locale")
+            ),
+            _field("app_version::text"),
+        ]
+    ),
+    table="user_logins",
+    day="create_date",
+)
+REJECTED_CHECKSUM = SQL_CHECKSUM.format(
+    fields=", ".join(
+        [
+            "to_char(rejected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            _field("message_id"),
+            _field("(extract(epoch FROM rejected_at) * 1000000)::bigint::text"),
+            _field("(extract(epoch FROM sent_at) * 1000000)::bigint::text"),
+            _field("reason"),
+            _field("encode(body, 'hex')"),
+        ]
+    ),
+    table="login_etl.rejected_messages",
+    day="(rejected_at AT TIME ZONE 'UTC')::date",
+)
+
+
+def sql_checksum(db: DB, query: str, day: dt.date) -> str:
+    found = db.execute(query, (day,)).fetchone()
+    assert found is not None
+    return str(found[0])
+
+
+# Values that CSV, COPY and the checksum's escaping must all carry exactly.
+AWKWARD = [
+    "tab\there",
+    "back\\slash",
+    "\\N",
+    "",
+    "new\nline\r\n",
+    'quote " and , comma',
+    "\\.",
+    "ünïcødé ✓",
+    " spaced ",
+    "NULL",
+]
+
+
+def test_the_manifest_checksum_is_recomputed_in_sql_and_awkward_values_come_back_exactly(
+    cli: Cli, db: DB, keys: KeyRing, tmp_path: Path
+) -> None:
+    fill(db, keys)
+    day = OLD_DAYS[1]
+    for n, value in enumerate(AWKWARD):
+        db.execute(
+            f"INSERT INTO user_logins ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (value, value[:32], None, value, value[:32], -n, day),
+        )
+    original = table_rows(db)
+    in_sql = {d: sql_checksum(db, USER_LOGINS_CHECKSUM, d) for d in OLD_DAYS}
+    root = tmp_path / "archive"
+
+    assert cli("archive", "--before", BEFORE, "--to", str(root)).returncode == 0
+
+    for d in OLD_DAYS:
+        manifest = json.loads((root / f"create_date={d}" / "manifest.json").read_text())
+        assert manifest["format"] == 2
+        assert [p["row_checksum"] for p in manifest["parts"]] == [in_sql[d]]
+    assert table_rows(db) + archive_rows(root) == original
+    assert cli("restore", "--from", str(root)).returncode == 0
+    assert table_rows(db) == original
+    assert {d: sql_checksum(db, USER_LOGINS_CHECKSUM, d) for d in OLD_DAYS} == in_sql
+
+
+def test_rejected_messages_checksum_is_recomputed_in_sql(
+    cli: Cli, db: DB, keys: KeyRing, tmp_path: Path
+) -> None:
+    when = dt.datetime.combine(OLD_DAYS[0], dt.time(23, 59, 58, 123456), tzinfo=dt.UTC)
+    for n, reason in enumerate(["bad", "tab\tand\\"]):
+        db.execute(
+            "INSERT INTO login_etl.rejected_messages (message_id, rejected_at, sent_at, reason, "
+            "body) VALUES (%s, %s, %s, %s, %s)",
+            (f"m-{n}", when, None if n else when, reason, keys.sealer.seal(f"m-{n}", "{}")),
+        )
+    in_sql = sql_checksum(db, REJECTED_CHECKSUM, OLD_DAYS[0])
+    root = tmp_path / "archive"
+
+    done = cli("archive", "--before", BEFORE, "--to", str(root), "--include-quarantine")
+
+    assert done.returncode == 0, done.stderr
+    day_dir = root / "rejected_messages" / f"rejected_date={OLD_DAYS[0]}"
+    manifest = json.loads((day_dir / "manifest.json").read_text())
+    assert [p["row_checksum"] for p in manifest["parts"]] == [in_sql]
+
+
+def test_kill_9_during_restore_loses_and_doubles_nothing(
+    cli: Cli, db: DB, keys: KeyRing, tmp_path: Path
+) -> None:
+    fill(db, keys)
+    original = table_rows(db)
+    root = tmp_path / "archive"
+    assert cli("archive", "--before", BEFORE, "--to", str(root)).returncode == 0
+
+    crashed = killed_at(cli, "restore_before_commit", "restore", str(root))
+
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert {r[-1] for r in table_rows(db)} == {TODAY}  # the first part's COPY rolled back
+    assert cli("restore", "--from", str(root)).returncode == 0
+    assert table_rows(db) == original
+
+
+def _legacy_checksum(day: dt.date, rows: list[tuple[Any, ...]]) -> str:
+    """Format 1's rule, as its manifests describe it: sum of sha256(repr((day, *values)))."""
+    total = sum(
+        int.from_bytes(hashlib.sha256(repr((day.isoformat(), *row)).encode()).digest(), "big")
+        for row in rows
+    )
+    return f"{total % (1 << 256):064x}"
+
+
+def test_an_archive_written_by_format_1_restores_and_is_still_checked(
+    cli: Cli, db: DB, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+
+    root = tmp_path / "archive"
+    day = OLD_DAYS[0]
+    rows = [("u1", "ios", None, "AT_dev", "en_US", 7), ("u1", "ios", None, "AT_dev", "en_US", 7)]
+    names = ["user_id", "device_type", "masked_ip", "masked_device_id", "locale", "app_version"]
+    types = [pa.string()] * 5 + [pa.int32()]
+    table = pa.table(
+        [pa.array(c, t) for c, t in zip(zip(*rows, strict=True), types, strict=True)], names=names
+    )
+    day_dir = root / f"create_date={day}"
+    day_dir.mkdir(parents=True)
+    pq.write_table(table, day_dir / "part-old.parquet", compression="zstd")
+    data = (day_dir / "part-old.parquet").read_bytes()
+    part = {
+        "file": "part-old.parquet",
+        "rows": 2,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "row_checksum": _legacy_checksum(day, rows),
+        "key_ids": [],
+        "state": "archived",
+    }
+    manifest = {"format": 1, "table": "user_logins", "day": str(day), "parts": [part]}
+    (day_dir / "manifest.json").write_text(json.dumps(manifest))
+
+    wrong = manifest | {"parts": [part | {"row_checksum": _legacy_checksum(day, rows[:1])}]}
+    (day_dir / "manifest.json").write_text(json.dumps(wrong))
+    refused = cli("restore", "--from", str(root))
+    assert refused.returncode == 1
+    assert "does not match its manifest (rows or row checksum)" in refused.stderr
+
+    (day_dir / "manifest.json").write_text(json.dumps(manifest))
+    restored = cli("restore", "--from", str(root))
+    assert restored.returncode == 0, restored.stderr
+    assert table_rows(db) == Counter((*r, day) for r in rows)
+
+
+def _moto_auth(moto: MotoSqs, count: str) -> None:
+    """moto enforces IAM only after `count` requests ("0": from now on; "inf": never)."""
+    answer = requests.post(
+        f"{moto.endpoint}/moto-api/reset-auth",
+        data=count.encode(),
+        headers={"Content-Type": "text/plain"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_an_s3_target_that_denies_writes_deletes_nothing(
+    cli: Cli, db: DB, keys: KeyRing, moto: MotoSqs
+) -> None:
+    root = {
+        "endpoint_url": moto.endpoint,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+    }
+    s3, iam = boto3.client("s3", **root), boto3.client("iam", **root)
+    bucket, user = f"archive-{uuid.uuid4().hex[:12]}", f"reader-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    iam.create_user(UserName=user)
+    read_only = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}
+        ],
+    }
+    iam.put_user_policy(UserName=user, PolicyName="read-only", PolicyDocument=json.dumps(read_only))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    fill(db, keys)
+    original = table_rows(db)
+
+    _moto_auth(moto, "0")
+    try:
+        failed = cli(
+            "archive",
+            "--before",
+            BEFORE,
+            "--to",
+            f"s3://{bucket}/logins",
+            AWS_ENDPOINT_URL=moto.endpoint,
+            AWS_ACCESS_KEY_ID=key["AccessKeyId"],
+            AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"],
+            AWS_DEFAULT_REGION="us-east-1",
+        )
+    finally:
+        _moto_auth(moto, "inf")
+
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stderr.startswith(f"login-etl: error: archive s3://{bucket}/logins: cannot write")
+    assert "AccessDenied" in failed.stderr
+    assert failed.stderr.strip().count("\n") == 0
+    assert table_rows(db) == original
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+class _SecondRunDuringArchive(LocalStore):
+    """A target that, while the first day's archive transaction is open, starts another archive
+    of the same database (as a second cron job would)."""
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        super().__init__(root)
+        self.settings = settings
+        self.second: Exception | None = None
+
+    def put(self, path: str, data: bytes) -> None:
+        super().put(path, data)
+        if self.second is None and path.endswith("manifest.json"):
+            try:
+                archive_before(self.settings, dt.date.fromisoformat(BEFORE), str(self.root))
+            except ArchiveError as err:
+                self.second = err
+
+
+def test_a_second_archive_while_one_runs_stops_at_once(
+    database_url: str, db: DB, keys: KeyRing, tmp_path: Path
+) -> None:
+    fill(db, keys)
+    original = table_rows(db)
+    settings = Settings(database_url=database_url)
+    store = _SecondRunDuringArchive(tmp_path / "archive", settings)
+
+    first = archive_before(settings, dt.date.fromisoformat(BEFORE), str(store.root), store=store)
+
+    assert isinstance(store.second, ArchiveError)
+    assert "another archive or restore is running" in str(store.second)
+    assert first.rows == 27
+    assert table_rows(db) + archive_rows(store.root) == original

@@ -52,3 +52,26 @@ def test_the_archive_benchmark_archives_and_restores_every_row(admin_url: str) -
     assert "raw COPY TO STDOUT binary" in lines[0]
     assert lines[1].startswith("restore of the same: ")
     assert "MB on disk for user_logins" in lines[2]
+
+
+def test_the_ledger_benchmark_loads_each_round_into_both_designs(admin_url: str) -> None:
+    report = run_bench(
+        BenchOptions(
+            endpoint_url="http://unused.invalid",
+            database_url=admin_url,
+            messages=200,
+            stages_only=True,
+            ledger_rows=2000,
+        )
+    )
+    designs = {(r.design, r.ids) for r in report.ledger_rates}
+    assert designs == {
+        ("unpartitioned (v4)", 0),
+        ("unpartitioned (v4)", 2000),
+        ("partitioned hourly, keyed by time (v7)", 0),
+        ("partitioned hourly, keyed by time (v7)", 2000),
+    }
+    assert all(len(r.rounds) == 3 and min(r.rounds) > 0 for r in report.ledger_rates)
+    ledger_lines = [line for line in report.lines() if "ledger holding" in line]
+    assert len(ledger_lines) == 4
+    assert all("x empty (median of " in line for line in ledger_lines)

@@ -320,3 +320,44 @@ def test_a_table_dropped_under_a_warm_handler_fails_the_invocation(
     with pytest.raises(SinkError, match="rejected_messages"):
         lambda_handler.handler(sqs_event(sqs_record(body())), FakeContext())
     assert count(db, "user_logins") == 1, "nothing of the failed invocation committed"
+
+
+def test_a_warm_lambda_maintains_the_ledger_so_no_cron_is_needed(fresh: str) -> None:
+    """After a committed batch the handler runs the worker's hourly housekeeping: a ledger
+    partition past 14 days + the margin is dropped (the Lambda keeps the longest retention)."""
+    lambda_handler.handler(sqs_event(sqs_record(body())), FakeContext())  # cold start: migrate
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        start = conn.execute("SELECT date_trunc('hour', now()) - interval '16 days'").fetchone()
+        assert start
+        conn.execute("SELECT login_etl.create_ledger_partition(%s)", (start[0],))
+        kept = conn.execute("SELECT date_trunc('hour', now()) - interval '14 days'").fetchone()
+        assert kept
+        conn.execute("SELECT login_etl.create_ledger_partition(%s)", (kept[0],))
+        conn.execute("UPDATE login_etl.ledger_state SET maintained_at = NULL")
+    lambda_handler.reset()  # a new execution environment: its keeper is due at once
+    old = f"processed_messages_p{start[0].astimezone(dt.UTC):%Y%m%dT%H}"
+
+    # Too little of the invocation left to wait for a lock: the batch only.
+    short = lambda_handler.handler(sqs_event(sqs_record(body())), FakeContext(timeout_s=10))
+    assert short == {"batchItemFailures": []}
+    with psycopg.connect(fresh) as conn:
+        found = conn.execute("SELECT to_regclass(format('login_etl.%%I', %s::text))", (old,))
+        assert found.fetchone() != (None,)
+
+    response = lambda_handler.handler(sqs_event(sqs_record(body())), FakeContext())
+
+    assert response == {"batchItemFailures": []}
+    with psycopg.connect(fresh) as conn:
+        names = {
+            str(row[0])
+            for row in conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'login_etl.processed_messages'::regclass"
+            )
+        }
+        young = f"processed_messages_p{kept[0].astimezone(dt.UTC):%Y%m%dT%H}"
+        assert old not in names
+        assert young in names
+        maintained = conn.execute("SELECT maintained_at FROM login_etl.ledger_state").fetchone()
+        assert maintained and maintained[0] is not None
+        assert count(conn, "user_logins") == 3

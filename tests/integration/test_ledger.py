@@ -65,13 +65,34 @@ def messages(ids_and_sent: list[tuple[str, int]]) -> list[Message]:
     return [Message(mid, body(), sent, "r") for mid, sent in ids_and_sent]
 
 
-def test_migrate_makes_hourly_partitions_from_retention_behind_to_48_hours_ahead(db: DB) -> None:
+def test_migrate_makes_hourly_partitions_from_a_day_behind_to_48_hours_ahead(db: DB) -> None:
     made = partitions(db)
     assert "processed_messages_default" in made
-    for hours in (-47, 0, 14 * 24):
+    for hours in (-47, 0, 24):
         start = hour_ago(db, hours).astimezone(dt.UTC)
         assert f"processed_messages_p{start:%Y%m%dT%H}" in made, hours
-    assert len(made) > 14 * 24 + 48
+    # Older SentTimestamps go to the default partition: no hour back to the cutoff is made.
+    older = hour_ago(db, 26).astimezone(dt.UTC)
+    assert f"processed_messages_p{older:%Y%m%dT%H}" not in made
+    assert 24 + 48 <= len(made) - 1 <= 24 + 48 + 2
+
+
+def test_maintenance_reports_only_the_partitions_it_made(db: DB) -> None:
+    """Partitions that exist are not reported as created again (their names hold a capital T,
+    which an unquoted lookup would miss); at most the hour that has just come into reach."""
+    actions = maintain_ledger(db, FOUR_DAYS_S)
+    assert len([a for a in actions if a.action == "create"]) <= 1, actions
+
+
+def test_the_ledger_key_leads_with_the_sent_timestamp(db: DB) -> None:
+    """New claims land at the right edge of the index (docs/scaling.md), in every partition."""
+    rows = db.execute(
+        "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+        " JOIN pg_class c ON c.oid = i.indrelid JOIN pg_inherits h ON h.inhrelid = c.oid"
+        " WHERE h.inhparent = 'login_etl.processed_messages'::regclass AND i.indisprimary"
+    ).fetchall()
+    assert len(rows) == len(partitions(db))
+    assert all(definition.endswith("(sent_at, message_id)") for _, definition in rows), rows
 
 
 def test_partitions_older_than_retention_plus_margin_are_dropped(db: DB) -> None:
@@ -169,6 +190,33 @@ def test_a_message_committed_before_the_conversion_is_not_loaded_again(
         assert count(conn, "login_etl.processed_messages_legacy") == 0
 
 
+def test_rekeying_a_version_6_ledger_keeps_every_id(
+    database_url: str, keys: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0007 re-keys the ledger of version 6 ((message_id, sent_at)): every id stays and
+    a redelivery of a message claimed before still loads nothing."""
+    transform = Transformer(keys.masker, keys.sealer)
+    now_ms = epoch_ms(dt.datetime.now(dt.UTC))
+    first = messages([("m-1", now_ms - 3_600_000), ("m-2", now_ms)])
+    with connect(database_url) as conn:
+        monkeypatch.setattr(schema_module, "_MIGRATIONS", schema_module._MIGRATIONS[:6])
+        monkeypatch.setattr(schema_module, "SCHEMA_VERSION", 6)
+        assert migrate(conn) == [1, 2, 3, 4, 5, 6]
+        conn.commit()
+        monkeypatch.undo()
+        sink = PostgresSink(database_url)
+        try:
+            assert sink.commit([transform(m) for m in first]).loaded == 2
+            assert migrate(conn) == list(range(7, schema_module.SCHEMA_VERSION + 1))
+            conn.commit()
+            assert count(conn, "login_etl.processed_messages") == 2
+            result = sink.commit([transform(m) for m in [*first, *messages([("m-3", now_ms)])]])
+        finally:
+            sink.close()
+        assert (result.loaded, result.skipped) == (1, 2)
+        assert count(conn, "user_logins") == 3
+
+
 def test_prune_dry_run_changes_nothing_and_prune_drops(
     cli: Cli, db: DB, sqs_client: Any, queue_url: str
 ) -> None:
@@ -189,6 +237,22 @@ def test_prune_dry_run_changes_nothing_and_prune_drops(
     assert f"dropped {gone}" in done.stdout
     assert gone not in partitions(db)
     assert count(db, "login_etl.processed_messages") == 0
+
+
+def test_a_cron_style_run_maintains_the_ledger_once_drained(
+    cli: Cli, db: DB, sqs_client: Any, queue_url: str
+) -> None:
+    """`run --until-empty` is often done before its first heartbeat: it maintains once drained."""
+    sqs_client.set_queue_attributes(
+        QueueUrl=queue_url, Attributes={"MessageRetentionPeriod": str(FOUR_DAYS_S)}
+    )
+    gone = old_partition(db, 10 * 24, 3)
+    db.execute("UPDATE login_etl.ledger_state SET maintained_at = NULL")
+
+    done = cli("run", "--until-empty")
+
+    assert done.returncode == 0, done.stderr
+    assert gone not in partitions(db)
 
 
 def test_the_worker_maintains_at_most_once_an_hour(database_url: str, db: DB) -> None:

@@ -512,7 +512,8 @@ def test_an_upgrade_from_version_4_keeps_the_service_role_claiming(
     finally:
         sink.close()
     assert (result.loaded, result.skipped) == (1, 1)
-    with connect(service) as conn:
-        assert maintain_ledger(conn, 4 * 24 * 3600)
+    with connect(service) as conn:  # EXECUTE on the SECURITY DEFINER function suffices
+        actions = maintain_ledger(conn, 4 * 24 * 3600)
+    assert {a.action for a in actions} <= {"create", "drop"}, actions
     assert denied(service, "INSERT INTO login_etl.processed_messages_legacy VALUES ('x', now())")
     assert denied(service, "DELETE FROM login_etl.processed_messages")

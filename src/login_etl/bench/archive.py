@@ -17,15 +17,16 @@ from login_etl.ops.restore import restore_archive
 
 DAYS = 10
 
-# Rows shaped like the service's: 43-character tokens, a few device types and locales.
+# Rows shaped like the service's: 43-character tokens that start as Tink's do (0x01, then the
+# 4-byte key id: 1 here), a few device types and locales.
 _FILL = """
 INSERT INTO public.user_logins
 SELECT 'user-' || (i %% 100000),
        (ARRAY['android', 'ios', 'web'])[1 + i %% 3],
-       'AT' || left(translate(encode(sha256(('ip' || (i %% 50000))::bytea), 'base64'),
-                              '+/=', '-_'), 41),
-       'AT' || left(translate(encode(sha256(('dev' || (i %% 80000))::bytea), 'base64'),
-                              '+/=', '-_'), 41),
+       'AQAAAAE' || left(translate(encode(sha256(('ip' || (i %% 50000))::bytea), 'base64'),
+                                   '+/=', '-_'), 36),
+       'AQAAAAE' || left(translate(encode(sha256(('dev' || (i %% 80000))::bytea), 'base64'),
+                                   '+/=', '-_'), 36),
        (ARRAY['en_US', 'de_DE', 'fr_FR', NULL])[1 + i %% 4],
        2003000 + i %% 50,
        %s::date - 1 - (i %% %s)

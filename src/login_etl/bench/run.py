@@ -120,8 +120,9 @@ class BenchReport:
         empty = {r.design: r.rate for r in self.ledger_rates if r.ids == 0}
         out += [
             f"load, batches of {o.batch_size:,}, {r.design} ledger holding {r.ids:,} ids: "
-            f"{r.rate:,.0f} rows/s = {r.rate / empty[r.design]:.2f} x empty"
-            + (f" (synthesised in {r.seconds_to_fill:.0f} s)" if r.ids else "")
+            f"{r.rate:,.0f} rows/s = {r.rate / empty[r.design]:.2f} x empty (median of "
+            + " / ".join(f"{x:,.0f}" for x in r.rounds)
+            + (f"; synthesised in {r.seconds_to_fill:.0f} s)" if r.ids else ")")
             for r in self.ledger_rates
         ]
         if o.stages_only:

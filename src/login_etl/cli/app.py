@@ -20,5 +20,5 @@ quarantine_app = typer.Typer(help="Inspect and replay rejected messages.", no_ar
 app.add_typer(keys_app, name="keys")
 app.add_typer(quarantine_app, name="quarantine")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)

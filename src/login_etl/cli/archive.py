@@ -26,6 +26,7 @@ def archive(
         bool, typer.Option(help="Also archive rejected messages of those days (still encrypted).")
     ] = False,
     database_url: options.DatabaseUrl = None,
+    database_secret: options.DatabaseSecret = None,
 ) -> None:
     """Move user_logins rows older than --before to Parquet files, one per day, then delete them.
 
@@ -34,7 +35,10 @@ def archive(
     """
     day = parse_before(before)
     report = archive_before(
-        load_settings(database_url=database_url), day, to, include_quarantine=include_quarantine
+        load_settings(database_url=database_url, database_secret=database_secret),
+        day,
+        to,
+        include_quarantine=include_quarantine,
     )
     out.print(
         f"Archived {report.rows:,} rows of {report.days} days to {to} "
@@ -61,6 +65,7 @@ def restore(
     since: Annotated[str | None, typer.Option(help="First day to restore (YYYY-MM-DD).")] = None,
     until: Annotated[str | None, typer.Option(help="Last day to restore (YYYY-MM-DD).")] = None,
     database_url: options.DatabaseUrl = None,
+    database_secret: options.DatabaseSecret = None,
 ) -> None:
     """Load archived days back into PostgreSQL (COPY); parts already restored are skipped.
 
@@ -68,7 +73,10 @@ def restore(
     """
     first, last = _day(since, "--since"), _day(until, "--until")
     report = restore_archive(
-        load_settings(database_url=database_url), from_, since=first, until=last
+        load_settings(database_url=database_url, database_secret=database_secret),
+        from_,
+        since=first,
+        until=last,
     )
     out.print(
         f"Restored {report.rows:,} rows of {report.days} days from {from_} "

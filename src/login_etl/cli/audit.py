@@ -76,9 +76,10 @@ def audit(
         bool, typer.Option("--json", help="Print one JSON object per line, for tools.")
     ] = False,
     database_url: options.DatabaseUrl = None,
+    database_secret: options.DatabaseSecret = None,
 ) -> None:
     """List the audit trail of `reveal` and `quarantine show`: who, when, why, how many."""
-    settings = load_settings(database_url=database_url)
+    settings = load_settings(database_url=database_url, database_secret=database_secret)
     start = since.replace(tzinfo=dt.UTC) if since else None
     records = audit_records(settings, limit, start)
     if as_json:

@@ -51,9 +51,26 @@ def setting_option(field: str, text: str, *, unset: str = "none", shown: bool = 
 # Taken as text (see above), but for the key file: a path, which Settings takes as given.
 QueueUrl = Annotated[str | None, setting_option("queue_url", "SQS queue URL.")]
 DatabaseUrl = Annotated[str | None, setting_option("database_url", "PostgreSQL URL.")]
+DatabaseSecret = Annotated[
+    str | None,
+    setting_option(
+        "database_secret",
+        "Secrets Manager secret (ARN or name) in RDS's JSON form with the server and login; "
+        "the URL may then add only options (postgresql://?sslmode=verify-full).",
+    ),
+]
 KeysetFile = Annotated[
     Path | None,
     setting_option("keyset_file", "Key file made by `login-etl keys create`.", shown=False),
+]
+KeysetSecret = Annotated[
+    str | None,
+    setting_option(
+        "keyset_secret",
+        "The key file kept in a secret store instead: a Secrets Manager secret's ARN or name, "
+        "or ssm://NAME for an SSM SecureString.",
+        shown=False,
+    ),
 ]
 VisibilityTimeout = Annotated[
     str | None,
@@ -101,10 +118,19 @@ SqsProtocol = Annotated[
 
 
 def key_settings(
-    keyset_file: Path | None, kms_key_uri: str | None, database_url: str | None = None
+    keyset_file: Path | None,
+    kms_key_uri: str | None,
+    database_url: str | None = None,
+    *,
+    keyset_secret: str | None = None,
+    database_secret: str | None = None,
 ) -> Settings:
     """Settings of a command that takes the key file's options (and maybe the database's), those
     given on the command line over the environment."""
     return load_settings(
-        keyset_file=keyset_file, kms_key_uri=kms_key_uri, database_url=database_url
+        keyset_file=keyset_file,
+        keyset_secret=keyset_secret,
+        kms_key_uri=kms_key_uri,
+        database_url=database_url,
+        database_secret=database_secret,
     )

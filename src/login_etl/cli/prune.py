@@ -27,11 +27,15 @@ def prune(
     ] = False,
     queue_url: options.QueueUrl = None,
     database_url: options.DatabaseUrl = None,
+    database_secret: options.DatabaseSecret = None,
     sqs_protocol: options.SqsProtocol = None,
 ) -> None:
     """Bound the ledger: drop what SQS can no longer redeliver (for cron; `run` does it too)."""
     settings = load_settings(
-        queue_url=queue_url, database_url=database_url, sqs_protocol=sqs_protocol
+        queue_url=queue_url,
+        database_url=database_url,
+        database_secret=database_secret,
+        sqs_protocol=sqs_protocol,
     )
     pruned = prune_ledger(settings, dry_run=dry_run)
     out.print(f"Queue retention: {pruned.retention_s} s.", markup=False)

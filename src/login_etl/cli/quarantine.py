@@ -23,9 +23,10 @@ from login_etl.ops.replay import REPLAY_BATCH_SIZE, ReplayReport, replay
 def quarantine_list(
     limit: Annotated[int, typer.Option(help="Show at most this many, newest first.")] = 100,
     database_url: options.DatabaseUrl = None,
+    database_secret: options.DatabaseSecret = None,
 ) -> None:
     """Show rejected messages: id, time and reason (never the body)."""
-    settings = load_settings(database_url=database_url)
+    settings = load_settings(database_url=database_url, database_secret=database_secret)
     listed = list_rejected(settings, limit)
     noun = "message" if listed.total == 1 else "messages"
     title = f"{listed.total} rejected {noun}"
@@ -42,11 +43,19 @@ def quarantine_show(
     reason: Reason,
     requester: Requester = None,
     keyset_file: options.KeysetFile = None,
+    keyset_secret: options.KeysetSecret = None,
     kms_key_uri: options.KmsKeyUri = None,
     database_url: options.DatabaseUrl = None,
+    database_secret: options.DatabaseSecret = None,
 ) -> None:
     """Decrypt and print one rejected message's body (recorded in the audit trail first)."""
-    settings = options.key_settings(keyset_file, kms_key_uri, database_url)
+    settings = options.key_settings(
+        keyset_file,
+        kms_key_uri,
+        database_url,
+        keyset_secret=keyset_secret,
+        database_secret=database_secret,
+    )
     shown = show_rejected(settings, message_id, Request(reason, requester))
     # Written as is: a rich console would alter the body (emoji codes, tabs).
     sys.stdout.write(
@@ -73,8 +82,10 @@ def quarantine_replay(
         bool, typer.Option("--dry-run", help="Report what would load; change nothing.")
     ] = False,
     keyset_file: options.KeysetFile = None,
+    keyset_secret: options.KeysetSecret = None,
     kms_key_uri: options.KmsKeyUri = None,
     database_url: options.DatabaseUrl = None,
+    database_secret: options.DatabaseSecret = None,
 ) -> None:
     """Re-validate rejected messages with the current rules and load those that now pass.
 
@@ -85,7 +96,13 @@ def quarantine_replay(
         raise typer.BadParameter(
             "give MessageIds or --all (not both)", param_hint="'MESSAGE_IDS' / '--all'"
         )
-    settings = options.key_settings(keyset_file, kms_key_uri, database_url)
+    settings = options.key_settings(
+        keyset_file,
+        kms_key_uri,
+        database_url,
+        keyset_secret=keyset_secret,
+        database_secret=database_secret,
+    )
     report = replay(
         settings,
         message_ids=None if replay_all else message_ids,

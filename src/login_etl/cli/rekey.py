@@ -18,15 +18,23 @@ def rekey_command(
         int, typer.Option(min=1, help="user_logins pages per transaction (~40 rows a page).")
     ] = BATCH_PAGES,
     keyset_file: options.KeysetFile = None,
+    keyset_secret: options.KeysetSecret = None,
     kms_key_uri: options.KmsKeyUri = None,
     database_url: options.DatabaseUrl = None,
+    database_secret: options.DatabaseSecret = None,
 ) -> None:
     """Re-encrypt stored values and rejected bodies under the current primary keys.
 
     Online (short transactions; `run` keeps working) and resumable (rerun after an interruption:
     finished values are skipped). Run it after `keys rotate` once the workers use the new file.
     """
-    settings = options.key_settings(keyset_file, kms_key_uri, database_url)
+    settings = options.key_settings(
+        keyset_file,
+        kms_key_uri,
+        database_url,
+        keyset_secret=keyset_secret,
+        database_secret=database_secret,
+    )
     shown = [0]
 
     def progress(stats: RekeyStats) -> None:

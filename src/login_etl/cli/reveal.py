@@ -35,8 +35,10 @@ def reveal(
         typer.Option("--json", help="Print a JSON array (for values holding line breaks)."),
     ] = False,
     keyset_file: options.KeysetFile = None,
+    keyset_secret: options.KeysetSecret = None,
     kms_key_uri: options.KmsKeyUri = None,
     database_url: options.DatabaseUrl = None,
+    database_secret: options.DatabaseSecret = None,
 ) -> None:
     """Print the plaintexts of masked values, one per line, in input order.
 
@@ -44,7 +46,13 @@ def reveal(
     before anything is printed. If any value does not decrypt, nothing is printed and each
     failure is reported (exit 1).
     """
-    settings = options.key_settings(keyset_file, kms_key_uri, database_url)
+    settings = options.key_settings(
+        keyset_file,
+        kms_key_uri,
+        database_url,
+        keyset_secret=keyset_secret,
+        database_secret=database_secret,
+    )
     tokens = values or [line.strip() for line in sys.stdin if line.strip()]
     revealed = reveal_values(
         settings, field.value, tokens, Request(reason, requester), one_per_line=not as_json

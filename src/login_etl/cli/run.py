@@ -22,7 +22,7 @@ from login_etl.errors import ConfigError
 from login_etl.logs import configure_logging
 from login_etl.ops.migrate import DEFAULT_ANALYST_ROLE, DEFAULT_SERVICE_ROLE, Roles, migrate_schema
 from login_etl.runtime.metrics import PrometheusMetrics
-from login_etl.runtime.wiring import migrate_database, open_worker, serving
+from login_etl.runtime.wiring import database, migrate_when_reachable, open_worker, serving
 from login_etl.runtime.worker import RunStats
 from login_etl.runtime.workers import run_processes
 
@@ -88,7 +88,9 @@ def run(
     ] = 1,
     queue_url: options.QueueUrl = None,
     database_url: options.DatabaseUrl = None,
+    database_secret: options.DatabaseSecret = None,
     keyset_file: options.KeysetFile = None,
+    keyset_secret: options.KeysetSecret = None,
     visibility_timeout: options.VisibilityTimeout = None,
     wait_time_seconds: options.WaitTimeSeconds = None,
     batch_size: options.BatchSize = None,
@@ -103,7 +105,9 @@ def run(
     overrides = {
         "queue_url": queue_url,
         "database_url": database_url,
+        "database_secret": database_secret,
         "keyset_file": keyset_file,
+        "keyset_secret": keyset_secret,
         "visibility_timeout": visibility_timeout,
         "wait_time_seconds": wait_time_seconds,
         "batch_size": batch_size,
@@ -115,7 +119,8 @@ def run(
         "sqs_protocol": sqs_protocol,
     }
     settings = load_settings(**overrides)
-    settings.require_keyset_file()
+    if settings.keyset_secret is None:  # a secret is read (and checked) with the keys
+        settings.require_keyset_file()
     if settings.metrics_port is not None and settings.metrics_port + processes - 1 > MAX_PORT:
         raise ConfigError(
             "LOGIN_ETL_METRICS_PORT (--metrics-port): worker i of --processes serves on the "
@@ -124,9 +129,10 @@ def run(
     configure_logging(settings.log_level, settings.log_format)
     stop = threading.Event()
     if processes > 1:
-        # Migrate once here, so that the workers do not all queue on the migration lock.
-        migrate_database(settings.database_url.get_secret_value())
         with stop_on_signals(stop):
+            # Migrate once here, so that the workers do not all queue on the migration lock;
+            # waiting out a database (or secret) not reachable yet, as one worker would.
+            migrate_when_reachable(database(settings), stop)
             stats = run_processes(processes, overrides, until_empty=until_empty, stop=stop)
         out.print(f"Done ({processes} processes): {summary(stats)}")
         return
@@ -158,6 +164,7 @@ def migrate(
         str, typer.Option(help="Group role of the worker's database user: what `run` needs.")
     ] = DEFAULT_SERVICE_ROLE,
     database_url: options.DatabaseUrl = None,
+    database_secret: options.DatabaseSecret = None,
     log_level: options.LogLevel = None,
 ) -> None:
     """Create or upgrade the service's schema (idempotent; `run` does it too). Run it as the
@@ -167,7 +174,9 @@ def migrate(
         DEFAULT_SERVICE_ROLE,
     ):
         raise typer.BadParameter("only with --create-roles", param_hint="'--analyst-role'")
-    settings = load_settings(database_url=database_url, log_level=log_level)
+    settings = load_settings(
+        database_url=database_url, database_secret=database_secret, log_level=log_level
+    )
     configure_logging(settings.log_level, settings.log_format)
     migrated = migrate_schema(settings, Roles(analyst_role, service_role) if create_roles else None)
     if migrated.applied:

@@ -11,14 +11,23 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from login_etl.config import dburl
+from login_etl.config.secretref import parse_secret_ref
 from login_etl.errors import ConfigError
 
 # The form Tink's AWS KMS integration takes; the region is read from the ARN.
@@ -28,6 +37,8 @@ ENV_PREFIX = "LOGIN_ETL_"
 DEFAULT_QUEUE_URL = "http://localhost:4566/000000000000/login-queue"
 DEFAULT_DATABASE_URL = "postgresql://postgres:postgres@localhost:5432/postgres"
 MAX_PORT = dburl.MAX_PORT
+DATABASE_SECRET = dburl.DATABASE_SECRET
+KEYSET_SECRET = f"{ENV_PREFIX}KEYSET_SECRET"
 # boto3's own variables for the SQS endpoint, the first one set wins.
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
 
@@ -55,7 +66,15 @@ class Settings(BaseSettings):
 
     queue_url: str = DEFAULT_QUEUE_URL
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    # A Secrets Manager secret (ARN or name) in RDS's JSON form, which then gives the server and
+    # the login; the URL, if also set, adds only libpq options (`dburl.login_problem`).
+    database_secret: str | None = None
+    # RDS IAM authentication: a token for each new connection instead of a password, over TLS.
+    database_iam_auth: bool = False
     keyset_file: Path | None = None
+    # The key file's text kept in a secret store instead: a Secrets Manager secret (ARN or name)
+    # or ssm://NAME (an SSM SecureString). Either this or keyset_file, not both.
+    keyset_secret: str | None = None
     # The KMS key that must wrap the key file (aws-kms://arn:aws:kms:...). Set, a cleartext or
     # differently wrapped key file is refused; unset, a wrapped file names its own key.
     kms_key_uri: str | None = None
@@ -119,6 +138,46 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return value
 
+    @field_validator("database_secret")
+    @classmethod
+    def _database_secret(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_secret_ref(value, DATABASE_SECRET)
+            except ConfigError as err:
+                raise ValueError(str(err).removeprefix(f"{DATABASE_SECRET}: ")) from None
+        return value
+
+    @model_validator(mode="after")
+    def _database_login(self) -> Self:
+        url = (
+            self.database_url.get_secret_value()
+            if "database_url" in self.model_fields_set
+            else None
+        )
+        problem = dburl.login_problem(
+            url, secret=self.database_secret is not None, iam_auth=self.database_iam_auth
+        )
+        if problem:
+            raise ConfigError(problem)  # not a ValueError: pydantic passes it through as it is
+        return self
+
+    @field_validator("keyset_secret")
+    @classmethod
+    def _keyset_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if info.data.get("keyset_file") is not None:
+            raise ValueError(
+                f"give this or {ENV_PREFIX}KEYSET_FILE (--keyset-file), not both: "
+                "the key file is kept in one place"
+            )
+        try:
+            parse_secret_ref(value, KEYSET_SECRET)
+        except ConfigError as err:
+            raise ValueError(str(err).removeprefix(f"{KEYSET_SECRET}: ")) from None
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -143,7 +202,8 @@ class Settings(BaseSettings):
             raise ConfigError(
                 f"{ENV_PREFIX}KEYSET_FILE: not set. Create a key file with "
                 "`login-etl keys create --out login-etl-keys.json` and pass it with "
-                "--keyset-file or LOGIN_ETL_KEYSET_FILE"
+                "--keyset-file or LOGIN_ETL_KEYSET_FILE (or keep it in a secret store: "
+                "--keyset-secret or LOGIN_ETL_KEYSET_SECRET)"
             )
         return self.keyset_file
 
@@ -178,6 +238,8 @@ def _setting_name(field: str) -> str:
     if field in ("aws_endpoint_url", *ENDPOINT_VARIABLES):
         # pydantic names the first alias whichever was read; name the one that was.
         return next((name for name in ENDPOINT_VARIABLES if os.environ.get(name)), field)
+    if field == "database_iam_auth":  # a deployment's choice: no CLI option
+        return dburl.DATABASE_IAM_AUTH
     return f"{ENV_PREFIX}{field.upper()} (--{field.replace('_', '-')})"
 
 

@@ -8,6 +8,7 @@ catch such URLs before anything connects, and describe the server without the pa
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -53,6 +54,14 @@ INTEGERS = (
     "tcp_user_timeout",
 )
 MAX_PORT = 65_535
+# The settings that say where and as whom to connect, as error messages name them.
+DATABASE_URL = "LOGIN_ETL_DATABASE_URL (--database-url)"
+DATABASE_SECRET = "LOGIN_ETL_DATABASE_SECRET (--database-secret)"  # noqa: S105 - its name
+DATABASE_IAM_AUTH = "LOGIN_ETL_DATABASE_IAM_AUTH"
+# What a secret in RDS's form gives; a URL set beside it must leave these to the secret.
+LOGIN_PARAMETERS = ("host", "hostaddr", "port", "user", "password", "dbname")
+# RDS takes IAM tokens only over TLS.
+TLS_REQUIRED = ("require", "verify-ca", "verify-full")
 _HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?")
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 
@@ -102,12 +111,66 @@ def _at_after_host(rest: str) -> str | None:
     return None
 
 
+def login_problem(url: str | None, *, secret: bool, iam_auth: bool) -> str | None:
+    """What is wrong with how the settings combine the URL (None: not set, the default applies),
+    the secret and IAM authentication; None if nothing. `url` has passed `problem`.
+
+    With a secret, the secret gives the server and the login, and the URL may add only options
+    (`postgresql://?sslmode=verify-full`): one value from two places would leave the reader to
+    guess which wins. IAM authentication takes the host and user from the secret or the URL, and
+    a token instead of any password, over TLS.
+    """
+    params = conninfo_to_dict(url) if url else {}
+    if secret and (given := [name for name in LOGIN_PARAMETERS if params.get(name)]):
+        return (
+            f"{DATABASE_URL}: with {DATABASE_SECRET} set, the secret gives the server and the "
+            f"login; the URL may hold only options such as postgresql://?sslmode=verify-full, "
+            f"not {', '.join(given)}"
+        )
+    if not iam_auth:
+        return None
+    if not secret and not (params.get("host") and params.get("user")):
+        return (
+            f"{DATABASE_IAM_AUTH}: needs {DATABASE_SECRET}, or {DATABASE_URL} naming the host "
+            "and the user"
+        )
+    if params.get("password"):
+        return f"{DATABASE_IAM_AUTH}: the token is the password; take it out of {DATABASE_URL}"
+    sslmode = _value(params, "sslmode")
+    if sslmode and sslmode not in TLS_REQUIRED:
+        return (
+            f"{DATABASE_IAM_AUTH}: RDS takes IAM tokens only over TLS; {_named(params, 'sslmode')} "
+            f"must be {', '.join(TLS_REQUIRED)} (require when unset)"
+        )
+    return None
+
+
+def is_host(text: str) -> bool:
+    """Whether libpq can take `text` for one host: a name, an IP address or a socket directory."""
+    return _is_host(text)
+
+
+def is_local_host(host: str) -> bool:
+    """Whether `host` is this machine: a Unix socket directory, localhost or a loopback address,
+    where TLS protects nothing."""
+    if host.startswith("/") or host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def server_address(url: str) -> str:
     """`host:port` (comma-separated for several hosts) from a URL that `problem` accepts;
     "the database server" for any other, which might put part of a password there."""
     if problem(url) is not None:
         return "the database server"
-    params = conninfo_to_dict(url)
+    return params_address(conninfo_to_dict(url))
+
+
+def params_address(params: Mapping[str, object]) -> str:
+    """`host:port` as `server_address` gives it, from parameters whose hosts are `is_host`."""
     hosts = _split(_value(params, "host")) or _split(_value(params, "hostaddr")) or [""]
     ports = _split(_value(params, "port")) or [""]
     if len(ports) == 1:

@@ -11,6 +11,9 @@ moved into the other's slot, and a keyset that has grown by many rotations still
 encrypts at most 4 KiB itself). Unwrapping is one KMS Decrypt per keyset at start-up; the
 plaintext keysets then live in this process's memory only.
 
+The same text may be kept in a secret store instead (keys.store): `parse_key_file` makes every
+check on text from anywhere, and errors name its `Origin` (a path, or a secret).
+
 Nothing here puts key material in an exception message or a log line.
 """
 
@@ -61,6 +64,20 @@ _PARSE_ERRORS = (tink.TinkError, ValueError, TypeError, KeyError, RecursionError
 
 # Key URI → the AEAD of that KMS key (login_etl.adapters.kms.kms_aead, or a test double).
 Kms = Callable[[str], aead.Aead]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a key file's text came from, as error messages name it: `subject` opens most of
+    them ("key file PATH"), `name` the few that name the place bare. A file's path, or a secret
+    store's reference (keys.store): parsing is the same, the messages say which."""
+
+    subject: str
+    name: str
+
+    @classmethod
+    def file(cls, path: Path) -> Origin:
+        return cls(f"key file {path}", str(path))
 
 
 def _context(name: str) -> bytes:
@@ -127,6 +144,12 @@ def _default_kms(key_uri: str) -> aead.Aead:
 def _kek(kms: Kms | None, key_uri: str) -> aead.Aead:
     """The keyset-encryption AEAD: envelope encryption under the KMS key."""
     return aead.KmsEnvelopeAead(aead.aead_key_templates.AES256_GCM, (kms or _default_kms)(key_uri))
+
+
+def serialize_key_file(key_file: KeyFile, *, kms: Kms | None = None) -> str:
+    """The key file's text (KMS-wrapped if it names a KMS key), as written to a file or a
+    secret. KMS may refuse (KeyFileError) or be unreachable (KmsUnavailable)."""
+    return _serialize(key_file, kms)
 
 
 def _serialize(key_file: KeyFile, kms: Kms | None) -> str:
@@ -343,34 +366,33 @@ def _read_bytes(path: Path) -> tuple[bytes, int]:
     return data, mode
 
 
-def _parse(path: Path, data: bytes) -> Any:
+def _parse(origin: Origin, data: bytes) -> Any:
     """The file's JSON value; KeyFileError, quoting none of it, if it is not JSON."""
     try:
         text = data.decode("utf-8-sig")  # -sig: a byte-order mark an editor added is harmless
     except UnicodeDecodeError as err:
         raise KeyFileError(
-            f"key file {path} is not UTF-8 text (byte {err.start}); not a key file"
+            f"{origin.subject} is not UTF-8 text (byte {err.start}); not a key file"
         ) from None
     try:
         document = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as err:
-        raise KeyFileError(f"key file {path} is not JSON (line {err.lineno})") from None
+        raise KeyFileError(f"{origin.subject} is not JSON (line {err.lineno})") from None
     except _RepeatedKeyError:
-        raise KeyFileError(f"key file {path} names one key twice in an object") from None
+        raise KeyFileError(f"{origin.subject} names one key twice in an object") from None
     except (ValueError, RecursionError):
         # A number too long to convert, or nesting deeper than the parser's stack.
         raise KeyFileError(
-            f"key file {path} is not a login-etl key file (a number too long or nesting too deep)"
+            f"{origin.subject} is not a login-etl key file (a number too long or nesting too deep)"
         ) from None
     return document
 
 
-def _document(path: Path) -> tuple[dict[str, Any], int]:
-    """The key file's JSON object, checked down to its keysets' container, and its mode."""
-    data, mode = _read_bytes(path)
-    document = _parse(path, data)
+def _document(origin: Origin, data: bytes) -> dict[str, Any]:
+    """The key file's JSON object, checked down to its keysets' container."""
+    document = _parse(origin, data)
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise KeyFileError(f"{path} is not a login-etl key file")
+        raise KeyFileError(f"{origin.name} is not a login-etl key file")
     version = document.get("version")
     if type(version) is not int or version not in _READABLE:  # not True, not 2.0
         if type(version) is int:
@@ -378,40 +400,40 @@ def _document(path: Path) -> tuple[dict[str, Any], int]:
         else:
             shown = f"a version that is {_kind(version)}, not an integer"
         raise KeyFileError(
-            f"key file {path} has {shown}; "
+            f"{origin.subject} has {shown}; "
             f"this login-etl reads versions {', '.join(map(str, _READABLE))}"
         )
     for field in ("created_at", "kms_key_uri"):
         if field in document and not isinstance(document[field], str):
             raise KeyFileError(
-                f"key file {path}: {field} is {_kind(document[field])}, not a string"
+                f"{origin.subject}: {field} is {_kind(document[field])}, not a string"
             )
     kms_key_uri = document.get("kms_key_uri")
     if kms_key_uri is not None and not KMS_KEY_URI.match(kms_key_uri):
         raise KeyFileError(
-            f"key file {path}: kms_key_uri is not an aws-kms://arn:aws:kms:... key URI"
+            f"{origin.subject}: kms_key_uri is not an aws-kms://arn:aws:kms:... key URI"
         )
     if not isinstance(document.get("keysets"), dict):
         if "keysets" not in document:
-            raise KeyFileError(f"key file {path} has no keysets")
+            raise KeyFileError(f"{origin.subject} has no keysets")
         what = _kind(document["keysets"])
-        raise KeyFileError(f"key file {path}: keysets is {what}, not an object of keysets")
-    return document, mode
+        raise KeyFileError(f"{origin.subject}: keysets is {what}, not an object of keysets")
+    return document
 
 
-def _handle(path: Path, document: dict[str, Any], name: str, kek: aead.Aead | None) -> Any:
+def _handle(origin: Origin, document: dict[str, Any], name: str, kek: aead.Aead | None) -> Any:
     keyset = document["keysets"].get(name)
     if keyset is None:
-        raise KeyFileError(f"key file {path} has no {name!r} keyset")
+        raise KeyFileError(f"{origin.subject} has no {name!r} keyset")
     if not isinstance(keyset, dict):
         raise KeyFileError(
-            f"key file {path}: the {name!r} keyset is {_kind(keyset)}, not an object"
+            f"{origin.subject}: the {name!r} keyset is {_kind(keyset)}, not an object"
         )
     wrapped = "encryptedKeyset" in keyset
     if wrapped != (kek is not None):
         # A cleartext keyset in a KMS file (or the reverse) is a substitution, not a slip.
         raise KeyFileError(
-            f"key file {path}: the {name!r} keyset is "
+            f"{origin.subject}: the {name!r} keyset is "
             + ("KMS-wrapped but the file names no KMS key" if wrapped else "not KMS-wrapped")
         )
     try:
@@ -423,13 +445,13 @@ def _handle(path: Path, document: dict[str, Any], name: str, kek: aead.Aead | No
         # `from None`: the parser's message may quote the keyset.
         problem = "does not unwrap (altered, or moved from another slot)" if wrapped else ""
         raise KeyFileError(
-            f"key file {path}: the {name!r} keyset {problem or 'is malformed'}"
+            f"{origin.subject}: the {name!r} keyset {problem or 'is malformed'}"
         ) from None
     try:
         handle.primitive(PRIMITIVES[name])  # keys of the wrong kind, or that Tink cannot use
     except _PARSE_ERRORS:
         raise KeyFileError(
-            f"key file {path}: the {name!r} keyset holds a key that is not {_USE[name]}"
+            f"{origin.subject}: the {name!r} keyset holds a key that is not {_USE[name]}"
         ) from None
     return handle
 
@@ -446,23 +468,38 @@ def read_key_file(
     that key an error, so that a planted cleartext key file is refused rather than used. Any
     malformed file is a KeyFileError naming it, with no part of its content.
     """
-    document, mode = _document(path)
-    kms_key_uri = document.get("kms_key_uri")
-    if required_kms_key_uri is not None and kms_key_uri != required_kms_key_uri:
-        raise KeyFileError(
-            f"key file {path} is "
-            + (f"wrapped by another KMS key ({kms_key_uri})" if kms_key_uri else "not KMS-wrapped")
-            + f"; LOGIN_ETL_KMS_KEY_URI requires {required_kms_key_uri}"
-        )
-    kek = _kek(kms, kms_key_uri) if kms_key_uri else None
-    key_file = KeyFile(
-        keysets={name: _handle(path, document, name, kek) for name in TEMPLATES},
-        kms_key_uri=kms_key_uri,
-        created_at=document.get("created_at", ""),
+    data, mode = _read_bytes(path)
+    key_file = parse_key_file(
+        data, Origin.file(path), kms=kms, required_kms_key_uri=required_kms_key_uri
     )
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("key file %s is readable by other users; chmod 600 it", path)
     return key_file
+
+
+def parse_key_file(
+    data: bytes,
+    origin: Origin,
+    *,
+    kms: Kms | None = None,
+    required_kms_key_uri: str | None = None,
+) -> KeyFile:
+    """A key file's keysets from its text, wherever it was kept (`origin` names the place in
+    errors); as `read_key_file`, whose checks these are."""
+    document = _document(origin, data)
+    kms_key_uri = document.get("kms_key_uri")
+    if required_kms_key_uri is not None and kms_key_uri != required_kms_key_uri:
+        raise KeyFileError(
+            f"{origin.subject} is "
+            + (f"wrapped by another KMS key ({kms_key_uri})" if kms_key_uri else "not KMS-wrapped")
+            + f"; LOGIN_ETL_KMS_KEY_URI requires {required_kms_key_uri}"
+        )
+    kek = _kek(kms, kms_key_uri) if kms_key_uri else None
+    return KeyFile(
+        keysets={name: _handle(origin, document, name, kek) for name in TEMPLATES},
+        kms_key_uri=kms_key_uri,
+        created_at=document.get("created_at", ""),
+    )
 
 
 def load_key_file(

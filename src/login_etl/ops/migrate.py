@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from login_etl.adapters.postgres import SCHEMA_VERSION, Roles
 from login_etl.adapters.postgres.roles import DEFAULT_ANALYST_ROLE, DEFAULT_SERVICE_ROLE
 from login_etl.config import Settings
-from login_etl.runtime.wiring import migrate_database
+from login_etl.runtime.wiring import database, migrate_database
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +23,7 @@ class Migrated:
 def migrate_schema(settings: Settings, roles: Roles | None = None) -> Migrated:
     """Apply pending migrations (and, with `roles`, create and grant the group roles) in one
     transaction; run it as the schema owner."""
-    applied = migrate_database(settings.database_url.get_secret_value(), roles)
+    applied = migrate_database(database(settings), roles)
     return Migrated(tuple(applied), SCHEMA_VERSION, roles)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from login_etl.adapters.postgres import connect
+from login_etl.adapters.postgres import connect, credentials
 from login_etl.adapters.postgres.ledger import LedgerAction, maintain_ledger
 from login_etl.adapters.sqs import SqsSource
 from login_etl.config import Settings
@@ -25,7 +25,7 @@ def prune_ledger(settings: Settings, *, dry_run: bool = False) -> Pruned:
     """Create the ledger's partitions ahead, drop those past retention + margin; whenever asked
     (no once-an-hour gate), but never while another caller is at it ('busy')."""
     retention_s = SqsSource.from_settings(settings).retention_seconds()
-    with connect(settings.database_url.get_secret_value()) as conn:
+    with connect(credentials(settings)) as conn:
         actions = maintain_ledger(conn, retention_s, dry_run=dry_run)
     return Pruned(retention_s, dry_run, tuple(actions))
 

@@ -22,6 +22,7 @@ from login_etl.adapters.postgres import (
     QuarantineEntry,
     QuarantineStore,
     connect,
+    credentials,
     vault_lookup,
 )
 from login_etl.adapters.postgres.audit import Action, AuditField, Recovery
@@ -157,7 +158,7 @@ def reveal(
 ) -> Revealed:
     """`login-etl reveal`: over-long values keep their ciphertext in the database's vault."""
     masker = load_keys(settings).masker
-    with connect(settings.database_url.get_secret_value()) as conn:
+    with connect(credentials(settings)) as conn:
         return reveal_values(
             masker,
             vault_lookup(conn),
@@ -199,7 +200,7 @@ def open_rejected(
 def show_rejected(settings: Settings, message_id: str, request: Request) -> RejectedMessage:
     """`login-etl quarantine show`."""
     sealer = load_keys(settings).sealer
-    with connect(settings.database_url.get_secret_value()) as conn:
+    with connect(credentials(settings)) as conn:
         return open_rejected(QuarantineStore(conn), sealer, AuditLog(conn), message_id, request)
 
 
@@ -213,14 +214,14 @@ class RejectedList:
 
 def list_rejected(settings: Settings, limit: int) -> RejectedList:
     """`login-etl quarantine list`: ids, times and reasons; nothing is decrypted."""
-    with connect(settings.database_url.get_secret_value()) as conn:
+    with connect(credentials(settings)) as conn:
         store = QuarantineStore(conn)
         return RejectedList(tuple(store.list(limit)), store.count())
 
 
 def audit_records(settings: Settings, limit: int, since: dt.datetime | None) -> list[AuditRecord]:
     """`login-etl audit`: records at or after `since` (all if None), newest first."""
-    with connect(settings.database_url.get_secret_value()) as conn:
+    with connect(credentials(settings)) as conn:
         return AuditLog(conn).list(limit, since)
 
 

@@ -22,7 +22,7 @@ from typing import Generic, TypeVar, cast
 
 import psycopg
 
-from login_etl.adapters.postgres import connect
+from login_etl.adapters.postgres import connect, credentials
 from login_etl.adapters.postgres.keyuse import KeyUse, key_usage
 from login_etl.adapters.postgres.reencrypt import RekeyStore, Row
 from login_etl.config import Settings
@@ -245,5 +245,5 @@ def rekey_stored(
 ) -> RekeyStats:
     """`login-etl rekey`: `rekey` with the keys and database of `settings`."""
     keys = load_keys(settings)
-    with connect(settings.database_url.get_secret_value()) as conn:
+    with connect(credentials(settings)) as conn:
         return rekey(conn, keys, batch_pages=batch_pages, progress=progress)

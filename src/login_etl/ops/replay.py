@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from login_etl.adapters.postgres import QuarantineEntry, QuarantineStore, connect
+from login_etl.adapters.postgres import QuarantineEntry, QuarantineStore, connect, credentials
 from login_etl.config import Settings
 from login_etl.core.masking import Masker, TinkSealer
 from login_etl.core.model import Message, Outcome
@@ -105,7 +105,7 @@ def replay(
     """`login-etl quarantine replay`: `replay_quarantine` with the keys and database of
     `settings`."""
     keys = load_keys(settings)
-    with connect(settings.database_url.get_secret_value()) as conn:
+    with connect(credentials(settings)) as conn:
         return replay_quarantine(
             QuarantineStore(conn),
             keys.masker,

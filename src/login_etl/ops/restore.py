@@ -1,7 +1,9 @@
 """`login-etl restore`: load archived days back into PostgreSQL with COPY.
 
 Every part is checked against its manifest first (sha256, row count, row checksum); a mismatch
-refuses the whole restore before anything is loaded. A part is loaded in one transaction with
+refuses the whole restore before anything is loaded. To load a part, its file is read again and
+must still have the sha256 that was checked. `user_logins` parts go in as CSV written by pyarrow,
+one COPY per part, no Python object per row. A part is loaded in one transaction with
 its marker in login_etl.archived_parts set to "restored", so a second restore (or one resumed
 after a crash) skips it: restoring twice changes nothing. Parts still "pending" (their delete
 never committed: the rows are still in the source table) are not loaded.
@@ -16,11 +18,19 @@ from dataclasses import dataclass
 from login_etl.adapters import parquet_files
 from login_etl.adapters.archive_store import ArchiveStore, open_store
 from login_etl.adapters.postgres import archive as sql
-from login_etl.adapters.postgres import connect
+from login_etl.adapters.postgres import connect, credentials
 from login_etl.adapters.postgres.archive import REJECTED, USER_LOGINS, Source
 from login_etl.config import Settings
 from login_etl.errors import ArchiveError
-from login_etl.ops.archive import MANIFEST, Manifest, crash_point, load_manifest, read_part
+from login_etl.ops.archive import (
+    MANIFEST,
+    Checkpoint,
+    Manifest,
+    exclusive,
+    load_manifest,
+    no_checkpoint,
+    read_part,
+)
 
 _DAY = re.compile(r"=(\d{4}-\d{2}-\d{2})/" + re.escape(MANIFEST) + "$")
 
@@ -66,8 +76,10 @@ def restore_archive(
     since: dt.date | None = None,
     until: dt.date | None = None,
     store: ArchiveStore | None = None,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> RestoreReport:
-    """Load the archived days in [since, until] back; already restored parts are skipped."""
+    """Load the archived days in [since, until] back; already restored parts are skipped.
+    `checkpoint` is for crash tests."""
     parquet_files.require()
     store = store or open_store(uri)
     manifests = _manifests(store, since, until)
@@ -78,19 +90,22 @@ def restore_archive(
         read_part(store, manifest, part)
     report = RestoreReport()
     days: set[tuple[str, dt.date]] = set()
-    with connect(settings.database_url.get_secret_value()) as conn:
+    with connect(credentials(settings)) as conn:
+        with conn.transaction():
+            exclusive(conn)
         for manifest, part in parts:
-            rows = read_part(store, manifest, part)
+            table = read_part(store, manifest, part, rows=False)  # same sha256: rows checked
             with conn.transaction():
                 state = sql.marker(conn, manifest.source, manifest.day, part.file)
                 if state == "restored" or (part.state == "pending" and state != "archived"):
                     report.skipped += 1
                     continue
                 day = manifest.day
-                with_day = [(*row, day) for row in rows] if manifest.source is USER_LOGINS else rows
-                target = _with_day(manifest.source)
-                sql.copy_in(conn, target, with_day)
-                crash_point("restore_before_commit")
+                if manifest.source is USER_LOGINS:
+                    sql.copy_in_csv(conn, _USER_LOGINS_WITH_DAY, parquet_files.to_csv(table, day))
+                else:
+                    sql.copy_in(conn, manifest.source, parquet_files.to_rows(table))
+                checkpoint("restore_before_commit")
                 sql.set_marker(
                     conn,
                     manifest.source,
@@ -106,13 +121,7 @@ def restore_archive(
     return report
 
 
-def _with_day(source: Source) -> Source:
-    """user_logins' columns with create_date, which the files keep in their path."""
-    if source is not USER_LOGINS:
-        return source
-    return _USER_LOGINS_WITH_DAY
-
-
+# user_logins' columns with create_date, which the files keep in their path.
 _USER_LOGINS_WITH_DAY = Source(
     name=USER_LOGINS.name,
     table=USER_LOGINS.table,

@@ -112,6 +112,10 @@ class Committer:
             return None
         seconds = time.monotonic() - started
         self.metrics.batch(len(messages), result, seconds, kinds)
+        if messages:
+            # Wall clock against SQS's SentTimestamp; a clock behind SQS's would read negative.
+            oldest_ms = min(m.sent_timestamp_ms for m in messages)
+            self.metrics.oldest_age(max(0.0, time.time() - oldest_ms / 1000))
         log.info(
             "batch %d: %d received, %d loaded, %d rejected, %d redeliveries skipped in %.0f ms",
             batch_id,

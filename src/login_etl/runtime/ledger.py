@@ -1,10 +1,11 @@
 """The worker's ledger housekeeping: `login_etl.maintain_ledger` at most once an hour.
 
-Called from the worker's heartbeat thread. Each process tries once at start and then once an
-hour; the function itself skips when any worker ran it less than an hour ago, and its advisory
-lock lets one caller work at a time, so a fleet of workers maintains the ledger about once an
-hour in all. A failure is logged and tried again at the next hour: partitions are created 48
-hours ahead, so a missed hour costs nothing.
+Called from the worker's heartbeat thread: each process tries at its first beat and then once
+an hour (`run --until-empty` also when drained, if no beat came first). The function itself
+skips when any worker ran it less than an hour ago, and its advisory lock lets one caller work
+at a time, so a fleet of workers maintains the ledger about once an hour in all. A failure is
+logged and tried again at the next hour: partitions are created 48 hours ahead, so a missed
+hour costs nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from login_etl.adapters.postgres import connect
+from login_etl.adapters.postgres import Credentials, connect
 from login_etl.adapters.postgres.ledger import LedgerAction, maintain_ledger
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,13 @@ class LedgerKeeper:
 
     def __init__(
         self,
-        url: str,
+        target: str | Credentials,
         retention_s: Callable[[], int],
         *,
         every: dt.timedelta = EVERY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._url = url
+        self._target = target
         self._retention_s = retention_s
         self._every = every
         self._clock = clock
@@ -46,7 +47,7 @@ class LedgerKeeper:
             return None
         self._last = now  # a failure waits for the next hour too, rather than retrying each beat
         retention = self._retention_s()
-        with connect(self._url) as conn:
+        with connect(self._target) as conn:
             actions = maintain_ledger(conn, retention, min_interval=self._every)
         for act in actions:
             if act.action in ("create", "drop", "delete", "truncate"):

@@ -3,6 +3,9 @@
 Labels never carry input, and their values come from fixed sets: a rejection is labelled with
 its kind (`ip:invalid`, `body:not_json`: field and rule, one of `core.reasons.KINDS`), never with
 its reason text, which holds counts and JSON positions and so would grow the series without bound.
+
+The names here are what `deploy/grafana/` and `deploy/prometheus/` query; a test
+(`tests/deploy/test_prometheus.py`) fails if one is renamed without them.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class Metrics(Protocol):
 
     def backlog(self, backlog: Backlog) -> None: ...
 
+    def oldest_age(self, seconds: float) -> None: ...
+
 
 class NoMetrics:
     """The default: counts nothing."""
@@ -55,6 +60,9 @@ class NoMetrics:
         pass
 
     def backlog(self, backlog: Backlog) -> None:
+        pass
+
+    def oldest_age(self, seconds: float) -> None:
         pass
 
 
@@ -103,6 +111,16 @@ class PrometheusMetrics:
             ["state"],
             registry=r,
         )
+        # SQS's ApproximateAgeOfOldestMessage is a CloudWatch metric only: GetQueueAttributes,
+        # which the queue gauge reads, has no age. What the worker can see is each message's
+        # SentTimestamp, so this is the age of the oldest message of the last committed batch:
+        # how far behind the workers are. A stalled worker stops moving it; the errors and
+        # backlog alerts cover that, and CloudWatch's metric stays the queue-side truth.
+        self.oldest_age_s = Gauge(
+            "login_etl_oldest_message_age_seconds",
+            "Age (now minus SentTimestamp) of the oldest message in the last committed batch",
+            registry=r,
+        )
 
     def batch(
         self, received: int, result: CommitResult, seconds: float, kinds: Sequence[Kind]
@@ -127,3 +145,6 @@ class PrometheusMetrics:
         self.queue.labels(state="visible").set(backlog.visible)
         self.queue.labels(state="in_flight").set(backlog.in_flight)
         self.queue.labels(state="delayed").set(backlog.delayed)
+
+    def oldest_age(self, seconds: float) -> None:
+        self.oldest_age_s.set(seconds)

@@ -11,7 +11,14 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from login_etl.adapters.postgres import PostgresSink, Roles, connect, migrate
+from login_etl.adapters.postgres import (
+    Credentials,
+    PostgresSink,
+    Roles,
+    connect,
+    credentials,
+    migrate,
+)
 from login_etl.adapters.sqs import SqsSource
 from login_etl.config import Settings
 from login_etl.core.transform import Transformer
@@ -24,16 +31,36 @@ from login_etl.runtime.retry import until_stopped
 from login_etl.runtime.worker import RunStats, Worker
 
 
-def migrate_database(url: str, roles: Roles | None = None) -> list[int]:
+def database(settings: Settings) -> Credentials:
+    """The process's one `Credentials` for these settings, shared by the sink, the ledger keeper
+    and /readyz, so that a secret is read once (and again only when a login is refused)."""
+    key = (
+        settings.database_url.get_secret_value(),
+        "database_url" in settings.model_fields_set,
+        settings.database_secret,
+        settings.database_iam_auth,
+    )
+    with _DATABASES_LOCK:
+        if key not in _DATABASES:
+            _DATABASES[key] = credentials(settings)
+        return _DATABASES[key]
+
+
+_DATABASES: dict[tuple[str, bool, str | None, bool], Credentials] = {}
+_DATABASES_LOCK = threading.Lock()
+
+
+def migrate_database(target: str | Credentials, roles: Roles | None = None) -> list[int]:
     """Apply pending migrations once (and, with `roles`, create and grant the group roles);
     errors propagate (for `login-etl migrate`)."""
-    with connect(url) as conn:
+    with connect(target) as conn:
         return migrate(conn, roles)
 
 
-def migrate_when_reachable(url: str, stop: threading.Event) -> None:
-    """Migrate, waiting out a database that is not up yet (a worker may start first)."""
-    until_stopped("migrate", stop)(migrate_database, url)
+def migrate_when_reachable(target: str | Credentials, stop: threading.Event) -> None:
+    """Migrate, waiting out a database (or a secret) that is not reachable yet (a worker may
+    start first)."""
+    until_stopped("migrate", stop)(migrate_database, target)
 
 
 def build_committer(
@@ -43,11 +70,9 @@ def build_committer(
     not reachable yet until `stop` (then TransientError). The caller closes it."""
     # A KMS-wrapped key file waits out a KMS that is not reachable yet, as the database does.
     keys = until_stopped("load keys", stop)(load_keys, settings)
-    database_url = settings.database_url.get_secret_value()
-    migrate_when_reachable(database_url, stop)
-    return Committer(
-        PostgresSink(database_url), Transformer(keys.masker, keys.sealer), metrics=metrics
-    )
+    db = database(settings)
+    migrate_when_reachable(db, stop)
+    return Committer(PostgresSink(db), Transformer(keys.masker, keys.sealer), metrics=metrics)
 
 
 @contextmanager
@@ -64,7 +89,7 @@ def open_worker(
     try:
         # One connection per poller and per deleter thread.
         source = SqsSource.from_settings(settings, max_connections=2 * settings.pollers)
-        keeper = LedgerKeeper(settings.database_url.get_secret_value(), source.retention_seconds)
+        keeper = LedgerKeeper(database(settings), source.retention_seconds)
         yield Worker(
             source,
             committer,
@@ -83,13 +108,13 @@ def serving(settings: Settings, worker: Worker, metrics: PrometheusMetrics) -> I
     if settings.metrics_port is None:
         yield
         return
-    url = settings.database_url.get_secret_value()
+    db = database(settings)
 
     def sqs() -> None:
         metrics.backlog(worker.source.backlog())  # also keeps the queue-depth gauge fresh
 
     def postgres() -> None:
-        connect(url).close()
+        connect(db).close()
 
     server = HealthServer(settings.metrics_port, metrics, {"sqs": sqs, "postgres": postgres})
     server.start()

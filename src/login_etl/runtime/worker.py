@@ -21,7 +21,7 @@ from functools import partial
 
 from login_etl.config import WorkerOptions
 from login_etl.core.model import Message
-from login_etl.errors import TransientError
+from login_etl.errors import LoginEtlError, TransientError
 from login_etl.logs import log_failure
 from login_etl.ports import MAX_RECEIVE, CommitResult, MessageSource
 from login_etl.runtime.committer import Committer
@@ -29,6 +29,9 @@ from login_etl.runtime.intake import Inbox, Pollers
 from login_etl.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# How long stopping waits for the heartbeat's chore under way.
+HEARTBEAT_JOIN_S = 30.0
 
 # Long poll used by --until-empty: none (pollers pause briefly after an empty receive), so that
 # the end of the queue is noticed, and the pollers are joined, within a fraction of a second.
@@ -127,6 +130,7 @@ class Worker:
         # Periodic work beside the heartbeat (the ledger's maintenance); each decides when it
         # is due, and a failure is logged like the heartbeat's.
         self._chores = tuple(chores)
+        self._chores_ran = False
         self.committer = committer
         self.metrics = committer.metrics
         self._options = options
@@ -217,9 +221,17 @@ class Worker:
                 self._release(leftover)
                 inbox.done(leftover)
             deleter.close()
+            # A chore under way (the ledger's maintenance: a lock wait of at most 10 s) ends
+            # before the process does, rather than being cut off mid-transaction.
+            heartbeat.join(HEARTBEAT_JOIN_S)
             self.stats.finished = time.monotonic()
         if errors:
             raise errors[0]
+        if until_empty and not self._chores_ran:
+            # A cron-style run is often done before the first beat: it would never maintain
+            # the ledger. Once drained, and only then (a setting that stops the run has been
+            # reported by the run itself).
+            self._beat(self._run_chores)
         return self.stats
 
     def _release(self, messages: Sequence[Message]) -> None:
@@ -240,17 +252,26 @@ class Worker:
         beat = min(timeout / 4, QUEUE_DEPTH_EVERY_S)
         last_depth = time.monotonic()
         while not self.stop.wait(beat):
-            try:
-                self._extend_due(inbox, timeout)
-                if time.monotonic() - last_depth >= QUEUE_DEPTH_EVERY_S:
-                    last_depth = time.monotonic()
-                    self.metrics.backlog(self.source.backlog())
-                for chore in self._chores:
-                    chore()
-            except TransientError as err:
-                log.warning("heartbeat: %s; trying again at the next beat", err)
-            except Exception as err:
-                log_failure(log, err, "heartbeat failed; trying again at the next beat")
+            self._beat(self._extend_due, inbox, timeout)
+            if time.monotonic() - last_depth >= QUEUE_DEPTH_EVERY_S:
+                last_depth = time.monotonic()
+                self._beat(lambda: self.metrics.backlog(self.source.backlog()))
+            self._beat(self._run_chores)
+
+    def _run_chores(self) -> None:
+        self._chores_ran = True
+        for chore in self._chores:
+            chore()
+
+    @staticmethod
+    def _beat(work: Callable[..., object], *args: object) -> None:
+        """One piece of the heartbeat; a failure is logged and tried again at the next beat."""
+        try:
+            work(*args)
+        except LoginEtlError as err:  # ours: its message names what failed and holds no value
+            log.warning("heartbeat: %s; trying again at the next beat", err)
+        except Exception as err:
+            log_failure(log, err, "heartbeat failed; trying again at the next beat")
 
     def _extend_due(self, inbox: Inbox, timeout: int) -> None:
         with self._visibility_lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,18 @@ from pathlib import Path
 import pytest
 
 from login_etl.adapters.archive_store import LocalStore, S3Store, open_store
-from login_etl.adapters.parquet_files import encode
+from login_etl.adapters.parquet_files import encode, from_csv, from_rows, to_rows
 from login_etl.adapters.postgres.archive import REJECTED, USER_LOGINS
 from login_etl.config import Settings
 from login_etl.errors import ArchiveError, ArchiveMismatch, ConfigError
-from login_etl.ops.archive import Manifest, Part, parse_before, read_part, row_checksum
+from login_etl.ops.archive import (
+    Manifest,
+    Part,
+    load_manifest,
+    parse_before,
+    read_part,
+    row_checksum,
+)
 from login_etl.ops.restore import archived_days, restore_archive
 
 DAY = dt.date(2024, 1, 31)
@@ -46,7 +54,7 @@ def test_the_row_checksum_ignores_order_but_counts_duplicates_and_the_day() -> N
 def _archived(root: Path) -> tuple[LocalStore, Manifest, Part]:
     store = LocalStore(root)
     manifest = Manifest(USER_LOGINS, DAY, {})
-    data = encode(USER_LOGINS, ROWS)
+    data = encode(from_rows(USER_LOGINS, ROWS))
     part = Part(
         "part-0.parquet",
         3,
@@ -61,7 +69,7 @@ def _archived(root: Path) -> tuple[LocalStore, Manifest, Part]:
 
 def test_a_file_that_matches_its_manifest_reads_back(tmp_path: Path) -> None:
     store, manifest, part = _archived(tmp_path)
-    assert read_part(store, manifest, part) == ROWS
+    assert to_rows(read_part(store, manifest, part)) == ROWS
     assert (tmp_path / "create_date=2024-01-31" / "part-0.parquet").exists()
     assert not list(tmp_path.rglob(".*.tmp"))  # the temporary name is gone
 
@@ -73,7 +81,7 @@ def test_a_file_that_does_not_match_its_manifest_is_refused(tmp_path: Path, chan
     if change == "truncate":
         path.write_bytes(path.read_bytes()[:50])
     elif change == "rows":  # a valid file with other rows, and a manifest updated to its sha256
-        data = encode(USER_LOGINS, ROWS[:2])
+        data = encode(from_rows(USER_LOGINS, ROWS[:2]))
         path.write_bytes(data)
         part.sha256 = hashlib.sha256(data).hexdigest()
     else:
@@ -125,3 +133,47 @@ def test_without_pyarrow_archive_says_which_extra_to_install(tmp_path: Path) -> 
 def test_restore_from_a_place_with_no_archive_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ArchiveError, match="no archive here"):
         restore_archive(Settings(database_url="postgresql://nobody@127.0.0.1:1/x"), str(tmp_path))
+
+
+def test_the_row_checksum_follows_the_documented_rules() -> None:
+    # docs/archive.md, "Row checksum", by hand: TAB between fields, \ and TAB escaped, NULL \N.
+    rows = [("a\tb", "c\\d", None, "", "\\N", 5), ("a\tb", "c\\d", None, "", "\\N", 5)]
+    line = "2024-01-31\ta\\tb\tc\\\\d\t\\N\t\t\\\\N\t5"
+    digest = hashlib.sha256(line.encode()).hexdigest()
+    other = hashlib.sha256(b"2024-01-31\tu1\tios\tAT_tok1\tAT_dev1\ten_US\t2003000").hexdigest()
+    expected = "".join(sorted([digest, digest, other]))
+    assert row_checksum(DAY, [*rows, ROWS[0]]) == hashlib.sha256(expected.encode()).hexdigest()
+    assert row_checksum(DAY, []) == hashlib.sha256(b"").hexdigest()
+
+
+def test_a_format_1_manifest_is_read_and_its_parts_checked_the_old_way(tmp_path: Path) -> None:
+    store, manifest, part = _archived(tmp_path)
+    old = sum(
+        int.from_bytes(hashlib.sha256(repr((DAY.isoformat(), *r)).encode()).digest(), "big")
+        for r in ROWS
+    )
+    document = {
+        "format": 1,
+        "table": "user_logins",
+        "day": DAY.isoformat(),
+        "parts": [part.as_json() | {"row_checksum": f"{old % (1 << 256):064x}"}],
+    }
+    del document["parts"][0]["checksum_rule"]  # format 1 had none
+    store.put(manifest.path("manifest.json"), json.dumps(document).encode())
+
+    loaded = load_manifest(store, USER_LOGINS, DAY)
+
+    assert to_rows(read_part(store, loaded, loaded.parts[0])) == ROWS
+    loaded.parts[0].row_checksum = f"{(old + 1) % (1 << 256):064x}"
+    with pytest.raises(ArchiveMismatch, match="row checksum"):
+        read_part(store, loaded, loaded.parts[0])
+
+
+def test_postgres_csv_keeps_null_and_the_empty_string_apart() -> None:
+    # COPY … (FORMAT csv): NULL is an empty unquoted field, "" the empty string.
+    data = b',"",NULL,"a\nb","q""",7\n"\\N",,,,,\n'
+    assert to_rows(from_csv(USER_LOGINS, data)) == [
+        (None, "", "NULL", "a\nb", 'q"', 7),
+        ("\\N", None, None, None, None, None),
+    ]
+    assert from_csv(USER_LOGINS, b"").num_rows == 0

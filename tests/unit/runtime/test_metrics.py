@@ -4,6 +4,7 @@ rejections are labelled from a fixed set of kinds, however varied the input."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 
@@ -218,3 +219,23 @@ def test_a_database_outage_is_counted_as_an_error_of_its_kind(keys: KeyRing) -> 
         loaded=1, rejected=0, skipped=0
     )
     assert sample(metrics, "login_etl_errors_total", kind="SinkUnavailable") == 1
+
+
+def test_the_oldest_message_age_is_that_of_the_oldest_message_of_the_last_batch(
+    keys: KeyRing,
+) -> None:
+    metrics = PrometheusMetrics()
+    committer = Committer(
+        MemorySink(), Transformer(keys.masker, keys.sealer), metrics=metrics, backoff_max_s=0.01
+    )
+    now_ms = int(time.time() * 1000)
+    hour_old = [message(body(), message_id="old", sent_ms=now_ms - 3_600_000)]
+    committer.commit(
+        [*hour_old, message(body(), message_id="new", sent_ms=now_ms)], threading.Event()
+    )
+    age = sample(metrics, "login_etl_oldest_message_age_seconds")
+    assert age is not None and 3600 <= age < 2 * 3600
+    # A batch sent later than the worker's clock reads (clock skew) is 0, never negative.
+    future = [message(body(), message_id="future", sent_ms=now_ms + 600_000)]
+    committer.commit(future, threading.Event())
+    assert sample(metrics, "login_etl_oldest_message_age_seconds") == 0

@@ -273,3 +273,26 @@ def test_a_permanent_error_hands_the_batch_in_hand_back_at_once(
         make_worker(queue, Broken(), keys).run()
     assert queue.backlog().visible == 12, "released, not left hidden until the timeout"
     assert queue.deleted == []
+
+
+def test_a_run_that_drains_before_the_first_beat_still_does_its_chores(
+    queue: MemoryQueue, keys: KeyRing
+) -> None:
+    """A cron-style `run --until-empty` is often done in less than a heartbeat: its chores (the
+    ledger's maintenance) run once when it has drained the queue."""
+    fill(queue, 3)
+    done: list[str] = []
+
+    def chore() -> None:
+        done.append("maintained")
+
+    transformer = Transformer(keys.masker, keys.sealer)
+    worker = Worker(
+        queue,
+        Committer(MemorySink(), transformer, backoff_max_s=0.01),
+        options(batch_wait_s=0, visibility_timeout_s=600),
+        chores=(chore,),
+    )
+    stats = worker.run(until_empty=True)
+    assert stats.loaded == 3
+    assert done == ["maintained"]

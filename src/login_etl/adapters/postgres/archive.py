@@ -1,10 +1,12 @@
 """The SQL of `archive` and `restore`: a day's rows read and locked, deleted, or copied back, and
 the commit markers in login_etl.archived_parts (migration 0006).
 
-A day is archived in one REPEATABLE READ transaction: its rows are read with FOR UPDATE (nobody
-changes them until commit), and the DELETE sees the same snapshot, so it removes exactly the rows
-written to the file; a row a concurrent `run` inserts for that day meanwhile is invisible to it
-and stays in the table for the next archive run.
+A day is archived in one REPEATABLE READ transaction: its rows are read (COPY) and deleted (one
+DELETE) in the same snapshot, so the DELETE removes exactly the rows written to the file. A row
+a concurrent `run` inserts for that day meanwhile is invisible to both and stays for the next
+archive run; a row changed or deleted meanwhile by someone else (a rekey) makes the DELETE fail
+with a serialization error, so nothing commits. No row locks: one `archive` or `restore` at a
+time per database is enough, and an advisory lock (`lock_archive`) sees to that.
 """
 
 from __future__ import annotations
@@ -84,9 +86,43 @@ def days_before(conn: Conn, source: Source, before: dt.date) -> list[dt.date]:
         return [cast("dt.date", r[0]) for r in conn.execute(query, (before,)).fetchall()]
 
 
-def lock_day(conn: Conn, source: Source, day: dt.date) -> tuple[list[Row], set[int]]:
-    """The day's rows, locked until the transaction ends, and the key ids their tokens need."""
-    query = sql.SQL("SELECT {columns}, {key_ids} FROM {table} WHERE {day} = %s FOR UPDATE").format(
+# Any fixed number, distinct from the ledger's (migrations 0005/0007) and the migrations' locks.
+_ARCHIVE_LOCK = 4994113284425355621
+
+
+def lock_archive(conn: Conn) -> bool:
+    """Take the session's advisory lock that one `archive` or `restore` at a time holds (kept
+    until the connection closes, a kill -9 included); False if another holds it. Also makes
+    COPY's text UTF-8, whatever the database's encoding, for pyarrow."""
+    with translated("take the archive lock"):
+        conn.execute("SET client_encoding TO 'UTF8'")
+        found = conn.execute("SELECT pg_try_advisory_lock(%s)", (_ARCHIVE_LOCK,)).fetchone()
+    return bool(found and found[0])
+
+
+def copy_out(conn: Conn, source: Source, day: dt.date) -> bytes:
+    """The day's rows as `COPY … TO STDOUT (FORMAT csv)` output (no header, UTF-8)."""
+    query = sql.SQL(
+        "COPY (SELECT {columns} FROM {table} WHERE {day} = %s) TO STDOUT (FORMAT csv)"
+    ).format(columns=_columns(source), table=_table(source), day=sql.SQL(source.day))
+    chunks: list[bytes] = []
+    with translated(f"read {source.name} of {day}"), conn.cursor().copy(query, (day,)) as copy:
+        chunks.extend(bytes(chunk) for chunk in copy)
+    return b"".join(chunks)
+
+
+def key_ids_of(conn: Conn, probes: list[str]) -> set[int]:
+    """The key ids that login_etl.masked_key_id finds for these tokens (or token prefixes)."""
+    with translated("read the key ids of the tokens"):
+        found = conn.execute(
+            "SELECT DISTINCT login_etl.masked_key_id(t) FROM unnest(%s::text[]) AS t", (probes,)
+        ).fetchall()
+    return {int(cast("int", k)) for (k,) in found if k}
+
+
+def read_rows(conn: Conn, source: Source, day: dt.date) -> tuple[list[Row], set[int]]:
+    """The day's rows and the key ids their tokens need, row by row (rejected messages: few)."""
+    query = sql.SQL("SELECT {columns}, {key_ids} FROM {table} WHERE {day} = %s").format(
         columns=_columns(source),
         key_ids=sql.SQL(source.key_ids),
         table=_table(source),
@@ -108,6 +144,17 @@ def delete_day(conn: Conn, source: Source, day: dt.date) -> int:
     )
     with translated(f"delete archived {source.name} of {day}"):
         return conn.execute(query, (day,)).rowcount
+
+
+def copy_in_csv(conn: Conn, source: Source, data: bytes) -> None:
+    """Insert CSV rows (pyarrow's, in the order of `source.columns`) with one COPY."""
+    copy = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT csv)").format(
+        table=_table(source), columns=_columns(source)
+    )
+    view = memoryview(data)
+    with translated(f"restore {source.name}"), conn.cursor().copy(copy) as writer:
+        for start in range(0, len(view), 1 << 20):
+            writer.write(view[start : start + (1 << 20)])
 
 
 def copy_in(conn: Conn, source: Source, rows: list[Row]) -> None:

@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from login_etl.adapters.postgres.connection import connect, translated
+from login_etl.adapters.postgres.credentials import Credentials
 from login_etl.adapters.postgres.statements import (
     LOGIN_COLUMNS,
     USER_LOGINS,
@@ -119,13 +120,14 @@ class PostgresSink:
     # The claim-and-insert statement; the benchmark swaps in an earlier release's to compare.
     apply_statement: sql.Composed = _APPLY
 
-    def __init__(self, url: str) -> None:
-        self._url = url
+    def __init__(self, target: str | Credentials) -> None:
+        # Credentials: a reconnect after a lost connection asks them again (a rotated secret).
+        self._target = target
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
     def _connection(self) -> psycopg.Connection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
-            conn = connect(self._url)
+            conn = connect(self._target)
             with translated("create staging table"):
                 conn.execute(_CREATE_STAGE)
                 conn.commit()
