@@ -65,7 +65,9 @@ def stack() -> Iterator[dict[str, str]]:
     """A stack of base.yaml with a queue of its own; its outputs. Deleted afterwards, with the
     key and the key file secret that the template retains."""
     if not SHARED.exists() or not _localstack_has_cloudformation():
-        pytest.skip("LocalStack with CloudFormation is not running on 127.0.0.1:4566")
+        pytest.skip(
+            "needs ../shared and LocalStack with CloudFormation on 127.0.0.1:4566 (see docstring)"
+        )
     cloudformation = _client("cloudformation")
     name = f"login-etl-{uuid.uuid4().hex[:8]}"
     cloudformation.create_stack(
