@@ -30,6 +30,7 @@ execution environment; the schema is migrated once per cold start.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -112,10 +113,13 @@ class _Cache:
         the invocation left (it may wait that long for a lock); a failure is logged, not
         raised: the batch is committed, and partitions are made 48 hours ahead."""
         keeper = self._keeper
-        if keeper is None or _remaining_s(context) < MAINTENANCE_RESERVE_S:
+        left_s = _remaining_s(context)
+        if keeper is None or left_s < MAINTENANCE_RESERVE_S:
             return
         try:
-            keeper()
+            # Cancelled (statement_timeout) in time to return the batch's response.
+            budget_s = left_s - DEADLINE_RESERVE_S - CONNECT_TIMEOUT_S
+            keeper(budget_s=budget_s if math.isfinite(budget_s) else None)
         except Exception as err:  # housekeeping never fails a committed batch
             log_failure(
                 log,

@@ -216,7 +216,7 @@ def promtool(*args: str, stdin: str | None = None, cwd: Path | None = None) -> s
 
 @needs_promtool
 def test_promtool_checks_the_rules() -> None:
-    assert "SUCCESS: 6 rules found" in promtool("check", "rules", str(ALERTS))
+    assert "SUCCESS: 7 rules found" in promtool("check", "rules", str(ALERTS))
 
 
 @needs_promtool

@@ -71,17 +71,28 @@ def test_migrate_makes_hourly_partitions_from_a_day_behind_to_48_hours_ahead(db:
     for hours in (-47, 0, 24):
         start = hour_ago(db, hours).astimezone(dt.UTC)
         assert f"processed_messages_p{start:%Y%m%dT%H}" in made, hours
-    # Older SentTimestamps go to the default partition: no hour back to the cutoff is made.
-    older = hour_ago(db, 26).astimezone(dt.UTC)
-    assert f"processed_messages_p{older:%Y%m%dT%H}" not in made
+    # The hours further back are the first maintenance's (a worker's first beat, prune).
     assert 24 + 48 <= len(made) - 1 <= 24 + 48 + 2
+
+
+def test_maintenance_makes_every_hour_back_to_retention_plus_margin(db: DB) -> None:
+    """A backlog older than a day (a first deploy, an outage) gets its own partitions, not the
+    default one: from retention + margin behind."""
+    maintain_ledger(db, FOUR_DAYS_S)
+    made = partitions(db)
+    for hours in (-47, 0, 26, 5 * 24 - 1):
+        start = hour_ago(db, hours).astimezone(dt.UTC)
+        assert f"processed_messages_p{start:%Y%m%dT%H}" in made, hours
+    assert len(made) - 1 >= 5 * 24 + 48
 
 
 def test_maintenance_reports_only_the_partitions_it_made(db: DB) -> None:
     """Partitions that exist are not reported as created again (their names hold a capital T,
     which an unquoted lookup would miss); at most the hour that has just come into reach."""
-    actions = maintain_ledger(db, FOUR_DAYS_S)
-    assert len([a for a in actions if a.action == "create"]) <= 1, actions
+    first = maintain_ledger(db, FOUR_DAYS_S)
+    assert len([a for a in first if a.action == "create"]) >= 4 * 24
+    again = maintain_ledger(db, FOUR_DAYS_S)
+    assert len([a for a in again if a.action == "create"]) <= 1, again
 
 
 def test_the_ledger_key_leads_with_the_sent_timestamp(db: DB) -> None:
@@ -202,7 +213,10 @@ def test_rekeying_a_version_6_ledger_keeps_every_id(
         monkeypatch.setattr(schema_module, "_MIGRATIONS", schema_module._MIGRATIONS[:6])
         monkeypatch.setattr(schema_module, "SCHEMA_VERSION", 6)
         assert migrate(conn) == [1, 2, 3, 4, 5, 6]
+        # What version 6's migrate left: ~400 hourly partitions keyed (message_id, sent_at).
+        conn.execute("SELECT count(*) FROM login_etl.maintain_ledger('14 days', false, '0')")
         conn.commit()
+        assert len(partitions(conn)) > 14 * 24
         monkeypatch.undo()
         sink = PostgresSink(database_url)
         try:
@@ -210,6 +224,13 @@ def test_rekeying_a_version_6_ledger_keeps_every_id(
             assert migrate(conn) == list(range(7, schema_module.SCHEMA_VERSION + 1))
             conn.commit()
             assert count(conn, "login_etl.processed_messages") == 2
+            keys = conn.execute(
+                "SELECT DISTINCT pg_get_indexdef(i.indexrelid) LIKE '%%(sent_at, message_id)'"
+                " FROM pg_index i JOIN pg_inherits h ON h.inhrelid = i.indrelid"
+                " WHERE h.inhparent = 'login_etl.processed_messages'::regclass"
+                " AND i.indisprimary"
+            ).fetchall()
+            assert keys == [(True,)], "every partition re-keyed"
             result = sink.commit([transform(m) for m in [*first, *messages([("m-3", now_ms)])]])
         finally:
             sink.close()
@@ -237,6 +258,18 @@ def test_prune_dry_run_changes_nothing_and_prune_drops(
     assert f"dropped {gone}" in done.stdout
     assert gone not in partitions(db)
     assert count(db, "login_etl.processed_messages") == 0
+
+
+def test_a_timeout_bounds_the_whole_maintenance(database_url: str, db: DB) -> None:
+    """The Lambda's deadline: a maintenance that must wait for a lock is cancelled by its own
+    statement timeout (SQLSTATE 57014), before the function's 10 s lock_timeout (55P03)."""
+    gone = old_partition(db, 20 * 24, 1)
+    with connect(database_url) as holder:
+        holder.execute("LOCK TABLE login_etl.processed_messages IN ACCESS SHARE MODE")
+        with connect(database_url) as conn, pytest.raises(LoginEtlError, match="57014"):
+            maintain_ledger(conn, FOUR_DAYS_S, timeout=dt.timedelta(milliseconds=300))
+        holder.rollback()
+    assert gone in partitions(db), "cancelled: nothing dropped"
 
 
 def test_a_cron_style_run_maintains_the_ledger_once_drained(

@@ -115,7 +115,10 @@ class SecretStore:
                 SecretId=self.ref.name, VersionStage="AWSPENDING"
             )
         except _CAUGHT as err:
-            if error_code(err) in _MISSING_CODES:
+            # None staged, or a policy that allows only AWSCURRENT (a common condition on
+            # secretsmanager:VersionStage): no pending version to try, not a failure.
+            kind = classify(err, transient=_TRANSIENT_CODES, permanent=_PERMANENT_CODES)
+            if error_code(err) in _MISSING_CODES or kind in ("permanent", "no_credentials"):
                 return None
             raise self._translate(err, "read") from None
         return str(answer["SecretString"]) if "SecretString" in answer else None

@@ -237,6 +237,11 @@ def _value(params: Mapping[str, object], name: str) -> str | None:
     return os.environ.get(envvar) if envvar else None
 
 
+def libpq_value(params: Mapping[str, object], name: str) -> str | None:
+    """A parameter as libpq would see it: from the parameters, else from its PG* variable."""
+    return _value(params, name)
+
+
 def _named(params: Mapping[str, object], name: str) -> str:
     envvar = _envvars().get(name)
     return name if name in params or not envvar else f"{name} (from {envvar})"

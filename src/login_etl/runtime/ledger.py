@@ -33,23 +33,30 @@ class LedgerKeeper:
         *,
         every: dt.timedelta = EVERY,
         clock: Callable[[], float] = time.monotonic,
+        on_maintained: Callable[[], None] = lambda: None,
     ) -> None:
         self._target = target
         self._retention_s = retention_s
         self._every = every
         self._clock = clock
+        self._on_maintained = on_maintained  # e.g. the metric an alert watches
         self._last: float | None = None
 
-    def __call__(self) -> list[LedgerAction] | None:
-        """Maintain if due; returns what was done, None when not due in this process."""
+    def __call__(self, budget_s: float | None = None) -> list[LedgerAction] | None:
+        """Maintain if due; returns what was done, None when not due in this process.
+        `budget_s` bounds the maintenance itself (after connecting)."""
         now = self._clock()
         if self._last is not None and now - self._last < self._every.total_seconds():
             return None
         self._last = now  # a failure waits for the next hour too, rather than retrying each beat
         retention = self._retention_s()
         with connect(self._target) as conn:
-            actions = maintain_ledger(conn, retention, min_interval=self._every)
+            timeout = None if budget_s is None else dt.timedelta(seconds=budget_s)
+            actions = maintain_ledger(conn, retention, min_interval=self._every, timeout=timeout)
         for act in actions:
             if act.action in ("create", "drop", "delete", "truncate"):
                 log.info("ledger: %s %s (%s)", act.action, act.relation, act.detail)
+        # Done, or found done by another worker within the hour ('skipped'), or under way
+        # elsewhere ('busy'): the ledger is looked after either way.
+        self._on_maintained()
         return actions

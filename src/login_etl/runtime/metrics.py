@@ -44,6 +44,8 @@ class Metrics(Protocol):
 
     def oldest_age(self, seconds: float) -> None: ...
 
+    def ledger_maintained(self) -> None: ...
+
 
 class NoMetrics:
     """The default: counts nothing."""
@@ -63,6 +65,9 @@ class NoMetrics:
         pass
 
     def oldest_age(self, seconds: float) -> None:
+        pass
+
+    def ledger_maintained(self) -> None:
         pass
 
 
@@ -121,6 +126,13 @@ class PrometheusMetrics:
             "Age (now minus SentTimestamp) of the oldest message in the last committed batch",
             registry=r,
         )
+        # When this worker last saw the ledger maintained (by itself, or by another worker within
+        # the hour): partitions are made 48 hours ahead, so hours without it are a warning.
+        self.ledger_maintained_at = Gauge(
+            "login_etl_ledger_maintained_timestamp_seconds",
+            "Unix time of the last ledger maintenance this worker ran or found recent",
+            registry=r,
+        )
 
     def batch(
         self, received: int, result: CommitResult, seconds: float, kinds: Sequence[Kind]
@@ -148,3 +160,6 @@ class PrometheusMetrics:
 
     def oldest_age(self, seconds: float) -> None:
         self.oldest_age_s.set(seconds)
+
+    def ledger_maintained(self) -> None:
+        self.ledger_maintained_at.set_to_current_time()

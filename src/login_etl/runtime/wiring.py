@@ -89,7 +89,11 @@ def open_worker(
     try:
         # One connection per poller and per deleter thread.
         source = SqsSource.from_settings(settings, max_connections=2 * settings.pollers)
-        keeper = LedgerKeeper(database(settings), source.retention_seconds)
+        keeper = LedgerKeeper(
+            database(settings),
+            source.retention_seconds,
+            on_maintained=committer.metrics.ledger_maintained,
+        )
         yield Worker(
             source,
             committer,

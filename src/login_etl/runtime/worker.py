@@ -30,7 +30,7 @@ from login_etl.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-# How long stopping waits for the heartbeat's chore under way.
+# How long stopping waits for the heartbeat, and for a chore under way.
 HEARTBEAT_JOIN_S = 30.0
 
 # Long poll used by --until-empty: none (pollers pause briefly after an empty receive), so that
@@ -185,11 +185,9 @@ class Worker:
             on_retry=self.committer.count_error,
         )
         deleter = Deleter(self.source, inbox, self.stats, options.pollers, self.metrics)
-        heartbeat = threading.Thread(
-            target=self._housekeeping, args=(inbox,), name="heartbeat", daemon=True
-        )
+        drained = False
         pollers.start()
-        heartbeat.start()
+        background = self._start_background(inbox)
         try:
             while not self.stop.is_set():
                 batch = inbox.take(options.batch_size, IDLE_CHECK_S, options.batch_wait_s)
@@ -207,6 +205,7 @@ class Worker:
                     else:
                         deleter.submit(batch)
                 elif until_empty and inbox.held == 0 and self._drained():
+                    drained = True
                     break
         except TransientError:
             # Retries end only when shutdown is asked for; anything else is a bug to surface.
@@ -215,24 +214,29 @@ class Worker:
         finally:
             self.stop.set()
             pollers.join(poll_wait_s + 5)
-            leftover = inbox.take_all()
-            if leftover:
-                log.info("releasing %d received messages not yet in a batch", len(leftover))
-                self._release(leftover)
-                inbox.done(leftover)
+            self._release_leftover(inbox)
             deleter.close()
             # A chore under way (the ledger's maintenance: a lock wait of at most 10 s) ends
             # before the process does, rather than being cut off mid-transaction.
-            heartbeat.join(HEARTBEAT_JOIN_S)
+            for thread in background:
+                thread.join(HEARTBEAT_JOIN_S)
             self.stats.finished = time.monotonic()
         if errors:
             raise errors[0]
-        if until_empty and not self._chores_ran:
+        if drained and not self._chores_ran:
             # A cron-style run is often done before the first beat: it would never maintain
             # the ledger. Once drained, and only then (a setting that stops the run has been
             # reported by the run itself).
             self._beat(self._run_chores)
         return self.stats
+
+    def _release_leftover(self, inbox: Inbox) -> None:
+        """Hand back what was received and not yet batched, at shutdown."""
+        leftover = inbox.take_all()
+        if leftover:
+            log.info("releasing %d received messages not yet in a batch", len(leftover))
+            self._release(leftover)
+            inbox.done(leftover)
 
     def _release(self, messages: Sequence[Message]) -> None:
         """Visibility 0, after `stop` is set: the lock keeps the heartbeat from hiding them
@@ -240,8 +244,28 @@ class Worker:
         with self._visibility_lock:
             self.source.release(messages)
 
+    def _start_background(self, inbox: Inbox) -> tuple[threading.Thread, ...]:
+        """The heartbeat, and the chores on a thread of their own: a maintenance waiting for a
+        lock must not hold up the heartbeat's visibility extensions."""
+        threads = (
+            threading.Thread(
+                target=self._housekeeping, args=(inbox,), name="heartbeat", daemon=True
+            ),
+            threading.Thread(target=self._chore_loop, name="chores", daemon=True),
+        )
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def _chore_loop(self) -> None:
+        """The chores (the ledger's maintenance), tried at every beat; each decides when it is
+        due."""
+        beat = min(self._options.visibility_timeout_s / 4, QUEUE_DEPTH_EVERY_S)
+        while not self.stop.wait(beat):
+            self._beat(self._run_chores)
+
     def _housekeeping(self, inbox: Inbox) -> None:
-        """The heartbeat, the queue-depth gauge, and the chores.
+        """The heartbeat and the queue-depth gauge.
 
         Messages held longer than half their visibility timeout (a batch whose commit waits
         out a database outage, an inbox slow to drain) get it extended, so that the queue does
@@ -256,7 +280,6 @@ class Worker:
             if time.monotonic() - last_depth >= QUEUE_DEPTH_EVERY_S:
                 last_depth = time.monotonic()
                 self._beat(lambda: self.metrics.backlog(self.source.backlog()))
-            self._beat(self._run_chores)
 
     def _run_chores(self) -> None:
         self._chores_ran = True

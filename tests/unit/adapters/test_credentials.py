@@ -358,3 +358,10 @@ def test_iam_tokens_are_signed_by_boto3_for_the_region_in_the_rds_host_name(
     assert token.startswith("db.abc123.eu-west-1.rds.amazonaws.com:5432/?Action=connect")
     assert "DBUser=etl" in token
     assert "eu-west-1%2Frds-db%2Faws4_request" in token
+
+
+def test_pgsslmode_in_the_environment_is_never_weakened(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sslmode written into the connection string would outrank PGSSLMODE: none is written."""
+    monkeypatch.setenv("PGSSLMODE", "verify-full")
+    params = conninfo_to_dict(with_secret(secret_text(host="db.example")).conninfo())
+    assert "sslmode" not in params  # libpq takes verify-full from the environment

@@ -192,12 +192,13 @@ class Credentials:
             params.update(host=login.host, port=login.port, user=login.user, dbname=login.dbname)
             # A password from a secret store travels encrypted to any host but this one's, unless
             # the URL's options say otherwise (sslmode=disable for a server without TLS).
-            if not params.get("sslmode") and not dburl.is_local_host(login.host):
+            if not dburl.libpq_value(params, "sslmode") and not dburl.is_local_host(login.host):
                 params["sslmode"] = "require"
             if not self._iam:
                 params["password"] = login.password
         if self._iam:
-            params["sslmode"] = params.get("sslmode") or "require"
+            # PGSSLMODE too: a sslmode written here would outrank the environment's.
+            params["sslmode"] = dburl.libpq_value(params, "sslmode") or "require"
             params["password"] = self._iam_tokens(params).token(
                 str(params["host"]), int(params.get("port") or DEFAULT_PORT), str(params["user"])
             )

@@ -39,9 +39,15 @@ def maintain_ledger(
     *,
     dry_run: bool = False,
     min_interval: dt.timedelta = dt.timedelta(0),
+    timeout: dt.timedelta | None = None,
 ) -> list[LedgerAction]:
-    """Run the ledger's maintenance in one transaction; returns what it did."""
+    """Run the ledger's maintenance in one transaction; returns what it did. `timeout` bounds
+    it whole (lock waits and work: the statement is cancelled past it), for a caller with a
+    deadline."""
     with translated("maintain the ledger"), conn.transaction():
+        if timeout is not None:
+            milliseconds = max(1, int(timeout.total_seconds() * 1000))
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{milliseconds}ms",))
         rows = conn.execute(
             "SELECT action, relation, detail FROM login_etl.maintain_ledger(%s, %s, %s)",
             (dt.timedelta(seconds=retention_s), dry_run, min_interval),

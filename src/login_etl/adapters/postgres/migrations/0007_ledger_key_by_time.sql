@@ -10,8 +10,7 @@ ALTER TABLE login_etl.processed_messages DROP CONSTRAINT IF EXISTS processed_mes
 ALTER TABLE login_etl.processed_messages ADD CONSTRAINT processed_messages_pkey
     PRIMARY KEY (sent_at, message_id);
 
--- Maintenance as in 0005, but partitions are made from a day behind, not from the cutoff, and
--- only the missing ones are reported as created.
+-- Maintenance as in 0005, except that only the partitions it makes are reported as created.
 CREATE OR REPLACE FUNCTION login_etl.maintain_ledger(
     retention interval, dry_run boolean DEFAULT false, min_interval interval DEFAULT '1 hour'
 ) RETURNS TABLE (action text, relation text, detail text)
@@ -42,10 +41,7 @@ BEGIN
         RETURN;
     END IF;
     cutoff := now() - retention - margin;
-    -- Ahead only, and a margin behind for messages already waiting: an older SentTimestamp goes
-    -- to the default partition, aged out by its claim time. Creating every hour back to the
-    -- cutoff would only move such ids out of the default one.
-    hour := date_trunc('hour', greatest(cutoff, now() - margin));
+    hour := date_trunc('hour', cutoff);
     WHILE hour < date_trunc('hour', now()) + ahead LOOP
         -- quote_ident: the name has a capital T, which an unquoted name would fold (0005 missed
         -- it, so every existing hour was reported as created).
@@ -97,5 +93,12 @@ BEGIN
     END IF;
 END $$;
 
--- The partitions around now (0005's maintenance made them until this file came).
-SELECT count(*) FROM login_etl.maintain_ledger(interval '14 days', false, interval '0');
+-- The partitions a fresh install needs first (0005's maintenance made them until this file
+-- came): a day behind, for messages already waiting, to 48 hours ahead. The hours further back,
+-- to the cutoff, are made by the first maintenance (a worker's first beat, the Lambda, `prune`),
+-- which moves into them any ids claimed meanwhile in the default partition. In UTC hours.
+SELECT count(login_etl.create_ledger_partition(h))
+FROM generate_series(
+    date_trunc('hour', (now() - interval '1 day') AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+    date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '47 hours',
+    interval '1 hour') AS h;
