@@ -1,34 +1,25 @@
 """AWS KMS as Tink's key-encryption key: the AEAD that wraps and unwraps keysets.
 
 Tink's own AWS integration does the KMS calls (EncryptionContext = the associated data); this
-module only builds its boto3 client the way login-etl builds every AWS client: boto3's lookup
-(`AWS_ENDPOINT_URL_KMS`, `AWS_ENDPOINT_URL`, profiles, roles), the region taken from the key's
-ARN, `test`/`test` credentials for an emulator that has none, short timeouts so that an
-unreachable KMS fails in seconds, and errors translated into login-etl's own.
+module builds its boto3 client with the one factory (`adapters/aws_clients.py`), in the region
+taken from the key's ARN, and translates KMS's errors into login-etl's own.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
-import botocore.config
 import botocore.exceptions
 import tink
 from tink import aead
 from tink.integration import awskms
 
+from login_etl.adapters.aws_clients import aws_client, endpoint_setting
 from login_etl.adapters.aws_errors import classify, error_code
-from login_etl.adapters.sqs import EMULATOR_CREDENTIALS, is_aws_host
 from login_etl.config import KMS_KEY_URI, endpoint_problem
 from login_etl.errors import ConfigError, KeyFileError, KmsUnavailable
 
-_CONFIG = botocore.config.Config(
-    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
-)
-# Where boto3 may have found the KMS endpoint.
-_ENDPOINT_SETTING = "AWS_ENDPOINT_URL_KMS (or AWS_ENDPOINT_URL, or endpoint_url in the AWS config)"
 _CAUGHT = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 # KMS's own answers worth retrying (adapters/aws_errors.py holds those every AWS service shares);
 # any other 4xx means "this key will not do it" (wrong or disabled key, missing permission, bad
@@ -55,34 +46,12 @@ def region_of(key_uri: str) -> str:
 
 
 def kms_client(key_uri: str, session: boto3.session.Session | None = None) -> Any:
-    """A boto3 KMS client for the key's region, through boto3's own endpoint lookup."""
-    region = region_of(key_uri)
-    try:
-        client = _kms_client(region, session or boto3.session.Session())
-    except botocore.exceptions.ProfileNotFound as err:
-        raise ConfigError(f"AWS_PROFILE: {err}") from None
-    except botocore.exceptions.BotoCoreError as err:  # e.g. an AWS config file it cannot parse
-        raise ConfigError(f"AWS configuration: {err}") from None
-    except ValueError:  # botocore's own check of the endpoint URL
-        raise ConfigError(f"{_ENDPOINT_SETTING}: is not a valid endpoint URL") from None
+    """A boto3 KMS client for the key's region, through the one AWS client factory."""
+    client = aws_client("kms", region_of(key_uri), session)
     # botocore leaves a bad port to the first request, where it would be a traceback.
     problem = endpoint_problem(client.meta.endpoint_url, "http(s) URL")
     if problem:
-        raise ConfigError(f"{_ENDPOINT_SETTING}: {problem}")
-    return client
-
-
-def _kms_client(region: str, session: boto3.session.Session) -> Any:
-    client = session.client("kms", region_name=region, config=_CONFIG)
-    host = urlsplit(client.meta.endpoint_url).hostname or ""
-    if not is_aws_host(host) and session.get_credentials() is None:
-        client = session.client(
-            "kms",
-            region_name=region,
-            config=_CONFIG,
-            aws_access_key_id=EMULATOR_CREDENTIALS["aws_access_key_id"],
-            aws_secret_access_key=EMULATOR_CREDENTIALS["aws_secret_access_key"],
-        )
+        raise ConfigError(f"{endpoint_setting('kms')}: {problem}")
     return client
 
 

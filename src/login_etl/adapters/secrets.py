@@ -10,21 +10,14 @@ PutSecretValue, SSM's PutParameter with Overwrite), so an earlier one stays retr
 
 from __future__ import annotations
 
-from typing import Any, Literal
-from urllib.parse import urlsplit
-
 import boto3
-import botocore.config
 import botocore.exceptions
 
+from login_etl.adapters.aws_clients import aws_client
 from login_etl.adapters.aws_errors import classify, error_code
-from login_etl.adapters.sqs import DEFAULT_REGION, EMULATOR_CREDENTIALS, is_aws_host
 from login_etl.config.secretref import SecretRef
-from login_etl.errors import ConfigError, SecretError, SecretUnavailable
+from login_etl.errors import SecretError, SecretUnavailable
 
-_CONFIG = botocore.config.Config(
-    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
-)
 _CAUGHT = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 # Codes that mean "this secret is not there (for you)": an operator's to fix.
 _MISSING_CODES = frozenset(
@@ -40,35 +33,6 @@ _PERMANENT_CODES = _MISSING_CODES | frozenset(
     }
 )
 _TRANSIENT_CODES = frozenset({"InternalServiceError", "InternalServerError", "ThrottlingException"})
-
-
-def aws_client(
-    service: Literal["secretsmanager", "ssm", "rds"],
-    region: str | None,
-    session: boto3.session.Session | None = None,
-) -> Any:
-    """A boto3 client through boto3's own lookup (endpoint, profile, role), with `test`/`test`
-    credentials for an emulator that has none and us-east-1 when no region is configured."""
-    session = session or boto3.session.Session()
-    region = region or session.region_name or DEFAULT_REGION
-    try:
-        client = session.client(service, region_name=region, config=_CONFIG)
-        host = urlsplit(client.meta.endpoint_url).hostname or ""
-        if not is_aws_host(host) and session.get_credentials() is None:
-            client = session.client(
-                service,
-                region_name=region,
-                config=_CONFIG,
-                aws_access_key_id=EMULATOR_CREDENTIALS["aws_access_key_id"],
-                aws_secret_access_key=EMULATOR_CREDENTIALS["aws_secret_access_key"],
-            )
-    except botocore.exceptions.ProfileNotFound as err:
-        raise ConfigError(f"AWS_PROFILE: {err}") from None
-    except botocore.exceptions.BotoCoreError as err:
-        raise ConfigError(f"AWS configuration: {type(err).__name__}") from None
-    except ValueError:
-        raise ConfigError(f"AWS endpoint for {service}: not a valid endpoint URL") from None
-    return client
 
 
 class SecretStore:

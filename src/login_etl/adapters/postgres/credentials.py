@@ -21,8 +21,9 @@ from typing import Any
 import botocore.exceptions
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from login_etl.adapters.aws_clients import aws_client
 from login_etl.adapters.aws_errors import classify
-from login_etl.adapters.secrets import SecretStore, aws_client
+from login_etl.adapters.secrets import SecretStore
 from login_etl.config import Settings, dburl
 from login_etl.config.secretref import SecretRef, parse_secret_ref
 from login_etl.errors import ConfigError, SecretError, SinkUnavailable
